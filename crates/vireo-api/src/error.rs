@@ -1,0 +1,70 @@
+//! The error body every failed request returns, and the table of stable codes.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Stable, machine-readable error codes. Clients match on these, never on messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed (bad JSON, bad query).
+    InvalidRequest,
+    /// The VM spec is invalid; `field` names the offending field.
+    InvalidSpec,
+    /// No bearer token, or a wrong one.
+    Unauthorized,
+    /// No such route.
+    NotFound,
+    /// No VM of that name.
+    VmNotFound,
+    /// A VM of that name already exists.
+    VmExists,
+    /// The operation does not fit the VM's current state.
+    InvalidState,
+    /// The requested accelerator cannot run on this host.
+    AccelUnavailable,
+    /// The request body is too large.
+    PayloadTooLarge,
+    /// QEMU failed to start or to carry out a command.
+    QemuFailed,
+    /// Something failed inside the daemon.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code; this is the only place that decides it.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NotFound | ErrorCode::VmNotFound => 404,
+            ErrorCode::VmExists | ErrorCode::InvalidState => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::InvalidSpec | ErrorCode::AccelUnavailable => 422,
+            ErrorCode::QemuFailed | ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// Body of every non-2xx response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    /// A sentence a user can act on.
+    pub message: String,
+    /// For `invalid_spec`: the path of the field at fault, e.g. `boot.kernel` or `disks[1].path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into(), field: None }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}

@@ -1,0 +1,35 @@
+//! The report of `GET /v1/host/check`: can this host run VMs, and how.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One thing the host was checked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HostCheckItem {
+    /// What was checked, e.g. `qemu`, `accelerator`, `cgroups`.
+    pub name: String,
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it, when it is not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// The whole host report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HostCheck {
+    /// The accelerator `auto` resolves to on this host: `kvm` or `tcg`.
+    pub accel: String,
+    /// Why `auto` resolves that way.
+    pub accel_reason: String,
+    pub items: Vec<HostCheckItem>,
+}

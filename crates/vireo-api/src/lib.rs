@@ -1,0 +1,21 @@
+//! Wire types of Vireo's REST API (`/v1`): what clients send and receive.
+//!
+//! This crate owns the JSON shapes, their OpenAPI schemas and the table of
+//! stable error codes. It must not know about tokio, the database or QEMU:
+//! the daemon builds these types from its own records, and the CLI and web
+//! console consume them.
+
+pub mod error;
+pub mod host;
+pub mod size;
+pub mod spec;
+pub mod vm;
+
+pub use error::{ApiError, ErrorCode};
+pub use host::{HostCheck, HostCheckItem, CheckStatus};
+pub use size::ByteSize;
+pub use spec::{Accel, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, VmSpec};
+pub use vm::{StopRequest, Vm, VmState};
+
+/// The API version prefix every route lives under.
+pub const API_PREFIX: &str = "/v1";

@@ -1,0 +1,73 @@
+//! A VM as the API reports it, and the bodies of lifecycle requests.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::spec::VmSpec;
+
+/// Lifecycle state of a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VmState {
+    Stopped,
+    Starting,
+    Running,
+    Paused,
+    Stopping,
+    Crashed,
+}
+
+impl VmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Stopped => "stopped",
+            VmState::Starting => "starting",
+            VmState::Running => "running",
+            VmState::Paused => "paused",
+            VmState::Stopping => "stopping",
+            VmState::Crashed => "crashed",
+        }
+    }
+}
+
+impl std::fmt::Display for VmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A defined VM with its spec and current state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Vm {
+    pub name: String,
+    pub state: VmState,
+    pub spec: VmSpec,
+    /// The accelerator the running QEMU uses (`kvm` or `tcg`); absent while stopped.
+    pub accel: Option<String>,
+    /// Process id of the VM's QEMU; absent while stopped.
+    pub pid: Option<u32>,
+    /// When the VM was defined (RFC 3339).
+    pub created_at: String,
+    /// When the state last changed (RFC 3339).
+    pub state_changed_at: String,
+    /// Why the VM last crashed or failed to start, if it did.
+    pub last_error: Option<String>,
+}
+
+/// Options of `POST /v1/vms/{name}/stop`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    /// Stop at once (like pulling the plug) instead of asking the guest to power off.
+    #[serde(default)]
+    pub force: bool,
+    /// Seconds to wait for a graceful power-off before stopping hard (default 60).
+    pub timeout_secs: Option<u64>,
+}
+
+/// Query of `GET /v1/vms/{name}/logs`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, IntoParams)]
+pub struct LogsQuery {
+    /// Return at most this many bytes from the end of the log.
+    pub tail_bytes: Option<u64>,
+}

@@ -1,0 +1,18 @@
+//! Vireo's domain: what a valid VM spec is, which lifecycle transitions are
+//! allowed, which accelerator a host can use, and the `Store` trait that
+//! holds VM records.
+//!
+//! Everything here is pure logic: no processes, no sockets, no database.
+//! Facts about the outside world (does this file exist, which kernel modules
+//! are loaded) come in as arguments so that every rule unit-tests in
+//! milliseconds.
+
+pub mod accel;
+pub mod spec;
+pub mod state;
+pub mod store;
+
+pub use accel::{AccelChoice, AccelError, HostAccelFacts};
+pub use spec::{SpecError, parse_spec_json, parse_spec_toml, validate_spec};
+pub use state::{Action, InvalidTransition, VmState};
+pub use store::{RuntimeRecord, Store, StoreError, VmRecord};

@@ -1,0 +1,130 @@
+//! The VM lifecycle state machine.
+//!
+//! ```text
+//! stopped ──start──▶ starting ──▶ running ⇄ paused
+//!    ▲                  │            │        │
+//!    │                  ▼            ▼        ▼
+//!    └──────────────── stopping ◀────┴────────┘
+//! crashed (QEMU died unexpectedly) ──start──▶ starting
+//! ```
+
+use std::fmt;
+
+pub use vireo_api::VmState;
+
+/// What a user (or the daemon itself) asks of a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    ForceStop,
+    Pause,
+    Resume,
+    Restart,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::ForceStop => "force stop",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Restart => "restart",
+            Action::Delete => "delete",
+        }
+    }
+
+    /// States from which the action may begin.
+    fn allowed_from(self) -> &'static [VmState] {
+        use VmState::*;
+        match self {
+            Action::Start => &[Stopped, Crashed],
+            Action::Stop => &[Running, Paused],
+            // A forced stop also rescues a VM whose start or graceful stop hangs.
+            Action::ForceStop => &[Starting, Running, Paused, Stopping],
+            Action::Pause => &[Running],
+            Action::Resume => &[Paused],
+            Action::Restart => &[Running, Paused],
+            Action::Delete => &[Stopped, Crashed],
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An action that does not fit the VM's state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {action} a VM that is {state}")]
+pub struct InvalidTransition {
+    pub action: Action,
+    pub state: VmState,
+}
+
+/// Checks that `action` may begin while the VM is in `state`.
+pub fn check_action(state: VmState, action: Action) -> Result<(), InvalidTransition> {
+    if action.allowed_from().contains(&state) {
+        Ok(())
+    } else {
+        Err(InvalidTransition { action, state })
+    }
+}
+
+/// Whether a QEMU process is expected to exist in this state.
+pub fn has_process(state: VmState) -> bool {
+    matches!(state, VmState::Starting | VmState::Running | VmState::Paused | VmState::Stopping)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use VmState::*;
+
+    #[test]
+    fn start_only_from_stopped_or_crashed() {
+        assert!(check_action(Stopped, Action::Start).is_ok());
+        assert!(check_action(Crashed, Action::Start).is_ok());
+        for state in [Starting, Running, Paused, Stopping] {
+            assert_eq!(
+                check_action(state, Action::Start),
+                Err(InvalidTransition { action: Action::Start, state })
+            );
+        }
+    }
+
+    #[test]
+    fn delete_refused_while_a_process_exists() {
+        for state in [Starting, Running, Paused, Stopping] {
+            assert!(check_action(state, Action::Delete).is_err());
+            assert!(has_process(state));
+        }
+        assert!(check_action(Stopped, Action::Delete).is_ok());
+    }
+
+    #[test]
+    fn pause_resume_pair_up() {
+        assert!(check_action(Running, Action::Pause).is_ok());
+        assert!(check_action(Paused, Action::Pause).is_err());
+        assert!(check_action(Paused, Action::Resume).is_ok());
+        assert!(check_action(Running, Action::Resume).is_err());
+    }
+
+    #[test]
+    fn force_stop_rescues_a_stuck_stop() {
+        assert!(check_action(Stopping, Action::ForceStop).is_ok());
+        assert!(check_action(Stopping, Action::Stop).is_err());
+        assert!(check_action(Stopped, Action::ForceStop).is_err());
+    }
+
+    #[test]
+    fn error_message_names_action_and_state() {
+        let err = check_action(Running, Action::Delete).unwrap_err();
+        assert_eq!(err.to_string(), "cannot delete a VM that is running");
+    }
+}

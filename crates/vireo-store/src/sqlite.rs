@@ -1,0 +1,280 @@
+//! The single-host store: one SQLite database, WAL mode, full fsync on commit.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use vireo_api::VmState;
+use vireo_core::{RuntimeRecord, Store, StoreError, VmRecord};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE vms (
+        name                TEXT PRIMARY KEY NOT NULL,
+        spec                TEXT NOT NULL,
+        state               TEXT NOT NULL,
+        runtime             TEXT,
+        created_at_ms       INTEGER NOT NULL,
+        state_changed_at_ms INTEGER NOT NULL,
+        last_error          TEXT,
+        revision            INTEGER NOT NULL
+    ) STRICT;
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteStoreError {
+    #[error("cannot open database {path}")]
+    Open { path: String, #[source] source: rusqlite::Error },
+    #[error("cannot migrate database schema to version {version}")]
+    Migrate { version: usize, #[source] source: rusqlite::Error },
+    #[error("database {path} has schema version {found}, newer than this vireo understands ({known})")]
+    TooNew { path: String, found: usize, known: usize },
+    #[error("stored record of VM '{name}' is unreadable: {reason}")]
+    Corrupt { name: String, reason: String },
+}
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
+    pub fn open(path: &Path) -> Result<Self, SqliteStoreError> {
+        let open_err = |source| SqliteStoreError::Open { path: path.display().to_string(), source };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+            .map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half transaction: SQLite rolls it back.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), SqliteStoreError> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|source| SqliteStoreError::Migrate { version: 0, source })?;
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > MIGRATIONS.len() {
+        return Err(SqliteStoreError::TooNew {
+            path: path.display().to_string(),
+            found: current,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = index + 1;
+        let migrate_err = |source| SqliteStoreError::Migrate { version, source };
+        let tx = conn.transaction().map_err(migrate_err)?;
+        tx.execute_batch(sql).map_err(migrate_err)?;
+        tx.pragma_update(None, "user_version", version as i64).map_err(migrate_err)?;
+        tx.commit().map_err(migrate_err)?;
+    }
+    Ok(())
+}
+
+fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(err))
+}
+
+fn corrupt(name: &str, reason: impl ToString) -> StoreError {
+    backend(SqliteStoreError::Corrupt { name: name.to_string(), reason: reason.to_string() })
+}
+
+fn state_to_text(state: VmState) -> &'static str {
+    state.as_str()
+}
+
+fn state_from_text(name: &str, text: &str) -> Result<VmState, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| corrupt(name, e))
+}
+
+/// The columns of a row, read before decoding so rusqlite errors and our decoding errors stay apart.
+struct RawRow {
+    name: String,
+    spec: String,
+    state: String,
+    runtime: Option<String>,
+    created_at_ms: i64,
+    state_changed_at_ms: i64,
+    last_error: Option<String>,
+    revision: i64,
+}
+
+const SELECT_COLUMNS: &str =
+    "SELECT name, spec, state, runtime, created_at_ms, state_changed_at_ms, last_error, revision FROM vms";
+
+impl RawRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawRow {
+            name: row.get(0)?,
+            spec: row.get(1)?,
+            state: row.get(2)?,
+            runtime: row.get(3)?,
+            created_at_ms: row.get(4)?,
+            state_changed_at_ms: row.get(5)?,
+            last_error: row.get(6)?,
+            revision: row.get(7)?,
+        })
+    }
+
+    fn decode(self) -> Result<VmRecord, StoreError> {
+        let name = self.name;
+        let spec = serde_json::from_str(&self.spec).map_err(|e| corrupt(&name, e))?;
+        let state = state_from_text(&name, &self.state)?;
+        let runtime: Option<RuntimeRecord> = match self.runtime {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| corrupt(&name, e))?),
+            None => None,
+        };
+        let revision = u64::try_from(self.revision).map_err(|e| corrupt(&name, e))?;
+        Ok(VmRecord {
+            name,
+            spec,
+            state,
+            runtime,
+            created_at_ms: self.created_at_ms,
+            state_changed_at_ms: self.state_changed_at_ms,
+            last_error: self.last_error,
+            revision,
+        })
+    }
+}
+
+/// The record's columns as SQL values, in table order after `name`.
+struct EncodedRecord {
+    spec: String,
+    runtime: Option<String>,
+}
+
+fn encode(record: &VmRecord) -> Result<EncodedRecord, StoreError> {
+    let spec = serde_json::to_string(&record.spec).map_err(backend)?;
+    let runtime = record.runtime.as_ref().map(serde_json::to_string).transpose().map_err(backend)?;
+    Ok(EncodedRecord { spec, runtime })
+}
+
+fn to_sql_revision(revision: u64) -> Result<i64, StoreError> {
+    i64::try_from(revision).map_err(backend)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_vm(&self, record: &VmRecord) -> Result<u64, StoreError> {
+        let encoded = encode(record)?;
+        let conn = self.conn();
+        let inserted = conn
+            .execute(
+                "INSERT INTO vms (name, spec, state, runtime, created_at_ms, state_changed_at_ms, last_error, revision)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) ON CONFLICT(name) DO NOTHING",
+                params![
+                    record.name,
+                    encoded.spec,
+                    state_to_text(record.state),
+                    encoded.runtime,
+                    record.created_at_ms,
+                    record.state_changed_at_ms,
+                    record.last_error,
+                ],
+            )
+            .map_err(backend)?;
+        if inserted == 0 {
+            return Err(StoreError::Exists(record.name.clone()));
+        }
+        Ok(1)
+    }
+
+    async fn get_vm(&self, name: &str) -> Result<Option<VmRecord>, StoreError> {
+        let conn = self.conn();
+        let raw = conn
+            .query_row(&format!("{SELECT_COLUMNS} WHERE name = ?1"), [name], RawRow::read)
+            .optional()
+            .map_err(backend)?;
+        raw.map(RawRow::decode).transpose()
+    }
+
+    async fn list_vms(&self) -> Result<Vec<VmRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("{SELECT_COLUMNS} ORDER BY name")).map_err(backend)?;
+        let rows = stmt.query_map([], RawRow::read).map_err(backend)?;
+        rows.map(|row| row.map_err(backend).and_then(RawRow::decode)).collect()
+    }
+
+    async fn update_vm(&self, record: &VmRecord) -> Result<u64, StoreError> {
+        let encoded = encode(record)?;
+        let expected = to_sql_revision(record.revision)?;
+        let conn = self.conn();
+        let updated = conn
+            .execute(
+                "UPDATE vms SET spec = ?2, state = ?3, runtime = ?4, state_changed_at_ms = ?5,
+                        last_error = ?6, revision = revision + 1
+                 WHERE name = ?1 AND revision = ?7",
+                params![
+                    record.name,
+                    encoded.spec,
+                    state_to_text(record.state),
+                    encoded.runtime,
+                    record.state_changed_at_ms,
+                    record.last_error,
+                    expected,
+                ],
+            )
+            .map_err(backend)?;
+        if updated == 1 {
+            return Ok(record.revision + 1);
+        }
+        let exists: bool = conn
+            .query_row("SELECT EXISTS(SELECT 1 FROM vms WHERE name = ?1)", [&record.name], |row| row.get(0))
+            .map_err(backend)?;
+        Err(if exists {
+            StoreError::Conflict { name: record.name.clone(), expected: record.revision }
+        } else {
+            StoreError::NotFound(record.name.clone())
+        })
+    }
+
+    async fn delete_vm(&self, name: &str) -> Result<(), StoreError> {
+        let deleted = self.conn().execute("DELETE FROM vms WHERE name = ?1", [name]).map_err(backend)?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("vireo.db")).unwrap();
+        crate::conformance::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vireo.db");
+        let record = crate::conformance::sample("keep");
+        SqliteStore::open(&path).unwrap().insert_vm(&record).await.unwrap();
+        let reopened = SqliteStore::open(&path).unwrap();
+        let got = reopened.get_vm("keep").await.unwrap().unwrap();
+        assert_eq!(got.spec, record.spec);
+        assert_eq!(got.revision, 1);
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vireo.db");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(SqliteStore::open(&path), Err(SqliteStoreError::TooNew { found: 99, .. })));
+    }
+}
