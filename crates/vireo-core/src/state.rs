@@ -22,6 +22,7 @@ pub enum Action {
     Resume,
     Restart,
     Delete,
+    AttachConsole,
 }
 
 impl Action {
@@ -34,6 +35,7 @@ impl Action {
             Action::Resume => "resume",
             Action::Restart => "restart",
             Action::Delete => "delete",
+            Action::AttachConsole => "attach to the console of",
         }
     }
 
@@ -49,6 +51,7 @@ impl Action {
             Action::Resume => &[Paused],
             Action::Restart => &[Running, Paused],
             Action::Delete => &[Stopped, Crashed],
+            Action::AttachConsole => &[Starting, Running, Paused, Stopping],
         }
     }
 }

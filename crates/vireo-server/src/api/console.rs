@@ -1,0 +1,66 @@
+//! `/v1/vms/{name}/console`: the serial console over a WebSocket.
+//!
+//! Binary messages carry raw bytes both ways: what the guest prints, and
+//! keystrokes for it. Any number of clients may attach at once.
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AppState;
+use crate::error::ServerError;
+
+#[utoipa::path(get, path = "/v1/vms/{name}/console", tag = "vms", params(("name" = String, Path)),
+    responses((status = 101, description = "WebSocket: binary frames of raw console bytes, both directions"),
+        (status = 404, body = vireo_api::ApiError), (status = 409, description = "VM not running", body = vireo_api::ApiError)))]
+pub async fn attach(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ServerError> {
+    let hub = state.manager.console(&name).await?;
+    let upgrade = upgrade.map_err(|e| ServerError::BadRequest(format!("the console needs a WebSocket upgrade: {}", e.body_text())))?;
+    Ok(upgrade.on_upgrade(move |socket| relay(socket, hub)))
+}
+
+async fn relay(socket: WebSocket, hub: std::sync::Arc<crate::console::ConsoleHub>) {
+    let (mut to_client, mut from_client) = socket.split();
+    let mut output = hub.subscribe();
+    let forward_output = async {
+        loop {
+            match output.recv().await {
+                Ok(chunk) => {
+                    if to_client.send(Message::Binary(chunk)).await.is_err() {
+                        break;
+                    }
+                }
+                // A slow client misses some output rather than slowing the guest down.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            }
+        }
+        let _ = to_client.close().await;
+    };
+    let forward_input = async {
+        while let Some(Ok(message)) = from_client.next().await {
+            let bytes = match message {
+                Message::Binary(bytes) => bytes,
+                Message::Text(text) => Bytes::from(text.as_str().to_owned()),
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            if !hub.send(bytes).await {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = forward_output => {},
+        () = forward_input => {},
+        () = hub.wait_closed() => {},
+    }
+}

@@ -1,0 +1,44 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{console, host, vms};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Vireo API", description = "Manage QEMU/KVM virtual machines. Errors are JSON `ApiError` bodies with a stable `code`."),
+    paths(
+        vms::list, vms::create, vms::show, vms::delete, vms::start, vms::stop, vms::pause,
+        vms::resume, vms::restart, vms::logs, console::attach, host::check, document
+    ),
+    components(schemas(vireo_api::ErrorCode, vireo_api::VmState, vireo_api::CheckStatus)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags((name = "vms", description = "Virtual machines"), (name = "host", description = "The host"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Required on TCP; the Unix socket is guarded by file permissions"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "host",
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

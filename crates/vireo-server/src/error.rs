@@ -1,0 +1,98 @@
+//! The daemon's error type and its one mapping to API error codes.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use vireo_api::{ApiError, ErrorCode};
+use vireo_core::{AccelError, InvalidTransition, SpecError, StoreError};
+use vireo_qemu::QemuError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("VM '{0}' does not exist")]
+    VmNotFound(String),
+    #[error("VM '{0}' already exists")]
+    VmExists(String),
+    #[error("invalid VM spec: {0}")]
+    InvalidSpec(#[from] SpecError),
+    #[error("VM '{name}': {source}")]
+    InvalidState { name: String, source: InvalidTransition },
+    #[error("VM '{0}' has no QEMU attached yet; try again")]
+    NotAttached(String),
+    #[error("VM '{name}' cannot start")]
+    Accel { name: String, source: AccelError },
+    #[error("VM '{name}': QEMU failed to {action}")]
+    Qemu { name: String, action: &'static str, source: QemuError },
+    #[error("VM '{name}' did not power off within {seconds} s, and QEMU did not exit when killed")]
+    StopTimeout { name: String, seconds: u64 },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("no such route: {0}")]
+    NoRoute(String),
+    #[error("cannot access {path}")]
+    Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServerError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServerError::VmNotFound(_) => ErrorCode::VmNotFound,
+            ServerError::VmExists(_) => ErrorCode::VmExists,
+            ServerError::InvalidSpec(_) => ErrorCode::InvalidSpec,
+            ServerError::InvalidState { .. } | ServerError::NotAttached(_) => ErrorCode::InvalidState,
+            ServerError::Accel { .. } => ErrorCode::AccelUnavailable,
+            ServerError::Qemu { .. } | ServerError::StopTimeout { .. } => ErrorCode::QemuFailed,
+            ServerError::BadRequest(_) => ErrorCode::InvalidRequest,
+            ServerError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            ServerError::Unauthorized => ErrorCode::Unauthorized,
+            ServerError::NoRoute(_) => ErrorCode::NotFound,
+            ServerError::Store(StoreError::NotFound(_)) => ErrorCode::VmNotFound,
+            ServerError::Store(StoreError::Exists(_)) => ErrorCode::VmExists,
+            ServerError::Io { .. } | ServerError::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The message for the user: this error and its causes, once each.
+    pub fn message(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        // `InvalidState` and `InvalidSpec` already include their source in their own text.
+        if matches!(self, ServerError::InvalidState { .. } | ServerError::InvalidSpec(_)) {
+            source = None;
+        }
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        message
+    }
+
+    pub fn to_api(&self) -> ApiError {
+        let api = ApiError::new(self.code(), self.message());
+        match self {
+            ServerError::InvalidSpec(spec) if !spec.field.is_empty() => api.with_field(spec.field.clone()),
+            _ => api,
+        }
+    }
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let api = self.to_api();
+        if api.code == ErrorCode::Internal || api.code == ErrorCode::QemuFailed {
+            tracing::error!(error = %api.message, "request failed");
+        }
+        let status = StatusCode::from_u16(api.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(api)).into_response()
+    }
+}

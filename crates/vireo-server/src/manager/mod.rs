@@ -1,0 +1,155 @@
+//! The VM manager: the orchestrator between the API and QEMU.
+//!
+//! Every operation on a VM first takes that VM's job lock, so operations on
+//! one VM run one at a time while different VMs proceed concurrently; reads
+//! (list, show, logs) never take it. Every state change is written to the
+//! store while the job lock is held, so the store is the single truth the
+//! daemon recovers from after a restart (see `recover`).
+
+mod lifecycle;
+mod live;
+mod recover;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use vireo_api::{VmSpec, VmState};
+use vireo_core::state::check_action;
+use vireo_core::{Action, HostAccelFacts, Store, StoreError, VmRecord, validate_spec};
+
+use crate::console::{ConsoleHub, read_console_log};
+use crate::error::ServerError;
+use live::Live;
+
+pub struct VmManager {
+    store: Arc<dyn Store>,
+    qemu_binary: PathBuf,
+    accel_facts: HostAccelFacts,
+    /// `data_dir/vms`: one directory per VM with its sockets, pid file and logs.
+    vms_dir: PathBuf,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+/// Per-VM coordination. Slots are never removed, so a name always maps to the same lock.
+#[derive(Default)]
+struct Slot {
+    /// Held for the whole of an operation on the VM.
+    job: tokio::sync::Mutex<()>,
+    /// The attached QEMU, while one exists.
+    live: Mutex<Option<Arc<Live>>>,
+}
+
+impl Slot {
+    fn live(&self) -> Option<Arc<Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_live(&self, live: Option<Arc<Live>>) {
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = live;
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn is_regular_file(path: &Path) -> bool {
+    std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(false)
+}
+
+impl VmManager {
+    pub fn new(store: Arc<dyn Store>, qemu_binary: PathBuf, accel_facts: HostAccelFacts, vms_dir: PathBuf) -> Arc<Self> {
+        Arc::new(VmManager { store, qemu_binary, accel_facts, vms_dir, slots: Mutex::default() })
+    }
+
+    fn slot(&self, name: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(name.to_string()).or_default().clone()
+    }
+
+    fn vm_dir(&self, name: &str) -> PathBuf {
+        self.vms_dir.join(name)
+    }
+
+    async fn load(&self, name: &str) -> Result<VmRecord, ServerError> {
+        self.store.get_vm(name).await?.ok_or_else(|| ServerError::VmNotFound(name.to_string()))
+    }
+
+    /// Writes the record with a new state; the caller holds the VM's job lock.
+    async fn save_state(&self, record: &mut VmRecord, state: VmState) -> Result<(), ServerError> {
+        if record.state != state {
+            record.state_changed_at_ms = now_ms();
+        }
+        record.state = state;
+        record.revision = self.store.update_vm(record).await?;
+        tracing::info!(vm = %record.name, state = %state, "state changed");
+        Ok(())
+    }
+
+    pub async fn create(&self, spec: VmSpec) -> Result<VmRecord, ServerError> {
+        validate_spec(&spec, &is_regular_file)?;
+        let now = now_ms();
+        let mut record = VmRecord {
+            name: spec.name.clone(),
+            spec,
+            state: VmState::Stopped,
+            runtime: None,
+            created_at_ms: now,
+            state_changed_at_ms: now,
+            last_error: None,
+            revision: 0,
+        };
+        record.revision = self.store.insert_vm(&record).await.map_err(|err| match err {
+            StoreError::Exists(name) => ServerError::VmExists(name),
+            other => other.into(),
+        })?;
+        tracing::info!(vm = %record.name, "created");
+        Ok(record)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<VmRecord, ServerError> {
+        self.load(name).await
+    }
+
+    pub async fn list(&self) -> Result<Vec<VmRecord>, ServerError> {
+        Ok(self.store.list_vms().await?)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), ServerError> {
+        let slot = self.slot(name);
+        let _job = slot.job.lock().await;
+        let record = self.load(name).await?;
+        ensure(&record, Action::Delete)?;
+        self.store.delete_vm(name).await?;
+        let dir = self.vm_dir(name);
+        if let Err(err) = std::fs::remove_dir_all(&dir)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(vm = name, error = %err, "cannot remove the VM's directory");
+        }
+        tracing::info!(vm = name, "deleted");
+        Ok(())
+    }
+
+    /// The console log of a VM, running or not.
+    pub async fn logs(&self, name: &str, tail: Option<u64>) -> Result<Vec<u8>, ServerError> {
+        self.load(name).await?;
+        let dir = self.vm_dir(name);
+        read_console_log(&dir, tail).map_err(|source| ServerError::Io { path: dir.display().to_string(), source })
+    }
+
+    /// The console hub of a VM that has a QEMU process.
+    pub async fn console(&self, name: &str) -> Result<Arc<ConsoleHub>, ServerError> {
+        let record = self.load(name).await?;
+        ensure(&record, Action::AttachConsole)?;
+        let live = self.slot(name).live().ok_or_else(|| ServerError::NotAttached(name.to_string()))?;
+        Ok(live.console.clone())
+    }
+}
+
+fn ensure(record: &VmRecord, action: Action) -> Result<(), ServerError> {
+    check_action(record.state, action)
+        .map_err(|source| ServerError::InvalidState { name: record.name.clone(), source })
+}

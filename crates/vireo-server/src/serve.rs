@@ -1,0 +1,101 @@
+//! `vireo serve`: set up the data directory, the store and the listeners,
+//! recover running VMs, then serve the API until SIGINT/SIGTERM. VMs keep
+//! running when the daemon stops; the next daemon re-attaches to them.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::middleware::from_fn_with_state;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::stat::{Mode, umask};
+use tokio::net::{TcpListener, UnixListener};
+use vireo_store::SqliteStore;
+
+use crate::api::{AppState, require_token, router};
+use crate::manager::VmManager;
+use crate::token::ApiToken;
+
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    pub listen: Option<SocketAddr>,
+}
+
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    // Everything the daemon creates (database, token, sockets, logs) is private to its user.
+    umask(Mode::from_bits_truncate(0o077));
+    create_private_dir(&opts.data_dir)?;
+    let _lock = lock_data_dir(&opts.data_dir)?;
+    let store = SqliteStore::open(&opts.data_dir.join("vireo.db"))?;
+    let token = ApiToken::load_or_create(&opts.data_dir)?;
+    let qemu_binary = vireo_qemu::find_qemu_binary()?;
+    let vms_dir = opts.data_dir.join("vms");
+    create_private_dir(&vms_dir)?;
+    let manager = VmManager::new(Arc::new(store), qemu_binary, vireo_qemu::gather_accel_facts(), vms_dir);
+    manager.recover().await.map_err(|e| anyhow::anyhow!(e.message()))?;
+
+    let app = router(AppState { manager });
+    let unix = bind_unix_socket(&opts.socket)?;
+    tracing::info!(socket = %opts.socket.display(), data_dir = %opts.data_dir.display(), "serving");
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(axum::serve(unix, app.clone()).with_graceful_shutdown(shutdown_signal()).into_future());
+    if let Some(addr) = opts.listen {
+        let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(%addr, "serving on TCP (bearer token required)");
+        let app = app.layer(from_fn_with_state(token, require_token));
+        servers.spawn(axum::serve(tcp, app).with_graceful_shutdown(shutdown_signal()).into_future());
+    }
+    while let Some(result) = servers.join_next().await {
+        result.context("API server task failed")?.context("API server failed")?;
+    }
+    let _ = std::fs::remove_file(&opts.socket);
+    tracing::info!("stopped; VMs keep running");
+    Ok(())
+}
+
+fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create directory {}", path.display()))
+}
+
+/// One daemon per data directory: a second one would fight over the same VMs.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<File>> {
+    let path = data_dir.join("daemon.lock");
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        anyhow::anyhow!("another vireo daemon already uses {} ({errno})", data_dir.display())
+    })
+}
+
+fn bind_unix_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!("{} is in use by another daemon", path.display());
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("cannot remove stale socket {}", path.display())),
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dir(parent)?;
+    }
+    UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what Vireo needs to build, run and test on a fresh Debian 12 machine.
+# Safe to re-run: it installs only what is missing.
+set -euo pipefail
+
+packages=(qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils zstd sqlite3 procps iproute2)
+missing=()
+for pkg in "${packages[@]}"; do
+	[[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+	echo "install-deps: installing ${missing[*]}" >&2
+	sudo=()
+	[[ $(id -u) == 0 ]] || sudo=(sudo)
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if ! command -v cargo >/dev/null; then
+	echo "install-deps: cargo is missing; install Rust with rustup (https://rustup.rs)" >&2
+	exit 1
+fi
+for component in rustfmt clippy; do
+	rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component" >&2
+done
