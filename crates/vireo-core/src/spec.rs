@@ -90,7 +90,7 @@ fn validate_memory(memory: ByteSize) -> Result<(), SpecError> {
     if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
         return Err(SpecError::new("memory", format!("must be between 16MiB and 1TiB, got {memory}")));
     }
-    if bytes % MIB != 0 {
+    if !bytes.is_multiple_of(MIB) {
         return Err(SpecError::new("memory", format!("must be a whole number of MiB, got {memory}")));
     }
     Ok(())

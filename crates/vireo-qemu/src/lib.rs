@@ -1,1 +1,24 @@
-//! placeholder
+//! Vireo's QEMU driver: turns a validated `VmSpec` into a QEMU command line,
+//! starts QEMU (or re-attaches to one started by an earlier daemon), talks
+//! typed QMP to it, reports its events, and answers `vireo host check`.
+//!
+//! It owns the per-VM runtime directory (sockets, pid file, QMP and QEMU
+//! logs) and nothing else: it must not touch the state store or serve HTTP.
+//! The daemon decides *when* to start, stop or kill a VM; this crate only
+//! knows *how*.
+
+pub mod argv;
+pub mod error;
+pub mod host;
+pub mod paths;
+pub mod process;
+pub mod qmp;
+
+pub use argv::{LaunchConfig, build_argv};
+pub use error::QemuError;
+pub use host::{find_qemu_binary, gather_accel_facts, host_check};
+pub use paths::RuntimePaths;
+pub use process::{
+    VmProcess, is_vm_qemu, kill, process_alive, process_start_ticks, reattach, spawn,
+};
+pub use qmp::{QemuEvent, QmpClient, QmpCommand, RunStatus};

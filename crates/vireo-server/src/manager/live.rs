@@ -88,10 +88,12 @@ impl VmManager {
         let _job = slot.job.lock().await;
         let Ok(Some(mut record)) = self.store.get_vm(name).await else { return };
         let ours = record.runtime.as_ref().is_some_and(|r| r.pid == pid);
-        if ours && matches!(record.state, VmState::Running | VmState::Paused) && record.state != state {
-            if let Err(err) = self.save_state(&mut record, state).await {
-                tracing::error!(vm = name, error = %err, "cannot record state change");
-            }
+        if ours
+            && matches!(record.state, VmState::Running | VmState::Paused)
+            && record.state != state
+            && let Err(err) = self.save_state(&mut record, state).await
+        {
+            tracing::error!(vm = name, error = %err, "cannot record state change");
         }
     }
 

@@ -1,0 +1,63 @@
+//! Golden files for the QEMU command line. Regenerate with
+//! `VIREO_UPDATE_GOLDEN=1 cargo test -p vireo-qemu --test argv_golden` and review the diff.
+
+use std::path::PathBuf;
+
+use vireo_api::{Accel, VmSpec};
+use vireo_qemu::{LaunchConfig, RuntimePaths, build_argv};
+
+fn check_golden(name: &str, spec_json: &str, accel: Accel) {
+    let spec: VmSpec = serde_json::from_str(spec_json).expect("test spec parses");
+    let paths = RuntimePaths::new(PathBuf::from("/run/vireo/vms/web1"));
+    let argv = build_argv(&LaunchConfig {
+        spec: &spec,
+        accel,
+        paths: &paths,
+        qmp_fd: 3,
+        console_fd: 4,
+    });
+    // One argument per line: a diff shows exactly which argument changed.
+    let actual = argv.join("\n") + "\n";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
+    if std::env::var_os("VIREO_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err}; run with VIREO_UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "argv differs from {}; VIREO_UPDATE_GOLDEN=1 regenerates it",
+        path.display()
+    );
+}
+
+#[test]
+fn kernel_boot_with_initrd_cmdline_and_two_disks() {
+    let spec = r#"{
+        "name": "web1", "vcpus": 2, "memory": "512MiB", "accel": "tcg",
+        "boot": {"kernel": "/var/lib/vireo/images/vmlinuz", "initrd": "/var/lib/vireo/images/initramfs.img",
+                 "cmdline": "console=ttyS0 root=/dev/vda rw quiet"},
+        "disks": [
+            {"path": "/var/lib/vireo/disks/web1 root,v2.qcow2"},
+            {"path": "/var/lib/vireo/disks/seed.img", "format": "raw", "readonly": true}
+        ]
+    }"#;
+    check_golden("argv_kernel_boot.txt", spec, Accel::Tcg);
+}
+
+#[test]
+fn disk_boot_without_kernel_on_kvm() {
+    let spec = r#"{
+        "name": "db-2", "memory": "2GiB",
+        "disks": [{"path": "/var/lib/vireo/disks/db.raw"}, {"path": "/var/lib/vireo/disks/data.qcow2", "format": "qcow2"}]
+    }"#;
+    check_golden("argv_disk_boot.txt", spec, Accel::Kvm);
+}
