@@ -11,9 +11,11 @@
 # Everything comes from Debian packages (apt-get install / apt-get download).
 #
 # Output: ${VIREO_TEST_GUEST_DIR:-/var/cache/vireo/test-guest}/{vmlinuz,initramfs.img,stamp}.
-# The stamp hashes this script, scripts/guest/* and the kernel and busybox
-# package versions; when it matches, the script returns at once, offline.
-# Progress goes to stderr; the last stdout line is the output directory.
+# That path is a symlink to a complete build under .test-guest.builds/ beside
+# it, swapped atomically, so an interrupted or concurrent build never shows a
+# half-written cache. The stamp hashes this script, scripts/guest/* and the
+# kernel and busybox package versions; when it matches, the script returns at
+# once, offline. Progress goes to stderr; the last stdout line is the path.
 # See docs/test-guest.md.
 #
 # Environment:
@@ -27,7 +29,7 @@ die() { log "error: $*"; exit 1; }
 
 script=$(readlink -f "${BASH_SOURCE[0]}")
 guest_src=$(dirname "$script")/guest
-out=$(realpath -m "${VIREO_TEST_GUEST_DIR:-/var/cache/vireo/test-guest}")
+out=$(realpath -ms "${VIREO_TEST_GUEST_DIR:-/var/cache/vireo/test-guest}")
 meta_pkg=${VIREO_TEST_GUEST_KERNEL_META:-linux-image-cloud-amd64}
 
 [[ -f $guest_src/init && -f $guest_src/power-button && -f $guest_src/modules ]] \
@@ -88,19 +90,34 @@ if ((${#missing[@]})); then
 fi
 
 # --- what would be built ----------------------------------------------------
-# Resolve the concrete kernel package behind the metapackage (local apt lists).
+# Resolve the concrete kernel package behind the metapackage from the local
+# apt lists: its Depends names linux-image-<abi>-cloud-amd64 (= <version>).
+kernel_pkg= kernel_ver=
 resolve_kernel_pkg() {
-	local deps
-	deps=$(apt-cache depends "$meta_pkg" 2>/dev/null || true)
-	awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }' <<<"$deps"
+	local info dep part
+	if [[ $meta_pkg =~ ^linux-image-[0-9] ]]; then # already a concrete package
+		kernel_pkg=$meta_pkg
+		kernel_ver=$(candidate_version "$meta_pkg")
+		return 0
+	fi
+	info=$(apt-cache show --no-all-versions "$meta_pkg" 2>/dev/null || true)
+	dep=$(awk '/^Depends:/ { sub(/^Depends:[ \t]*/, ""); print; exit }' <<<"$info")
+	IFS=',' read -ra parts <<<"$dep"
+	for part in "${parts[@]}"; do
+		if [[ $part =~ ^[[:space:]]*(linux-image-[^[:space:]|(]+)([[:space:]]*\(=[[:space:]]*([^)[:space:]]+)\))? ]]; then
+			kernel_pkg=${BASH_REMATCH[1]}
+			kernel_ver=${BASH_REMATCH[3]}
+			[[ -n $kernel_ver ]] || kernel_ver=$(candidate_version "$kernel_pkg")
+			return 0
+		fi
+	done
 }
-kernel_pkg=$(resolve_kernel_pkg)
-if [[ -z $kernel_pkg ]]; then
+resolve_kernel_pkg
+if [[ -z $kernel_pkg || -z $kernel_ver ]]; then
 	apt_update_once
-	kernel_pkg=$(resolve_kernel_pkg)
+	resolve_kernel_pkg
 fi
 [[ -n $kernel_pkg ]] || die "cannot resolve the kernel package behind $meta_pkg"
-kernel_ver=$(candidate_version "$kernel_pkg")
 [[ -n $kernel_ver ]] || die "no installable version of $kernel_pkg"
 
 if [[ $busybox_from == installed ]]; then
@@ -149,8 +166,12 @@ newdir=
 cleanup() {
 	rm -rf "$work"
 	[[ -z $newdir ]] || rm -rf "$newdir"
+	rm -f "$out.tmp.$$"
 }
 trap cleanup EXIT
+trap "exit 129" HUP
+trap "exit 130" INT
+trap "exit 143" TERM
 
 log "building in $work"
 cd "$work"
@@ -196,6 +217,8 @@ done < <("$busybox" --list-full)
 [[ -L $stage/bin/sh ]] || ln -s /bin/busybox "$stage/bin/sh"
 
 install -m 0755 "$guest_src/init" "$stage/init"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
+printf 'root:x:0:\n' >"$stage/etc/group"
 install -m 0755 "$guest_src/power-button" "$stage/etc/acpi/PWRF/00000080"
 # The kernel opens /dev/console for init before /init runs (init also re-opens
 # it via devtmpfs, so a missing node only matters for messages before that).
@@ -294,10 +317,18 @@ log "modules (load order): ${order[*]}"
 
 # --- initramfs + atomic install -----------------------------------------------
 log "packing initramfs"
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+# Fixed order, owners and mtimes: the same inputs give the same image.
+find "$stage" -exec touch -h -d @0 {} +
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) \
 	| gzip -9 -n >"$work/initramfs.img"
 
-newdir=$(mktemp -d "$parent/.${out##*/}.new.XXXXXX")
+# Publish atomically: each build lives in its own directory under
+# .<name>.builds/, and $out is a symlink that is replaced with rename(2), so a
+# reader sees either the old or the new complete build, never a mix.
+builds=$parent/.${out##*/}.builds
+mkdir -p "$builds"
+chmod 0755 "$builds"
+newdir=$(mktemp -d "$builds/.new.XXXXXX")
 install -m 0644 "${vmlinuz[0]}" "$newdir/vmlinuz"
 install -m 0644 "$work/initramfs.img" "$newdir/initramfs.img"
 {
@@ -309,14 +340,25 @@ install -m 0644 "$work/initramfs.img" "$newdir/initramfs.img"
 chmod 0644 "$newdir/stamp"
 chmod 0755 "$newdir"
 
-old=
-if [[ -e $out ]]; then
-	old=$(mktemp -u "$parent/.${out##*/}.old.XXXXXX")
-	mv "$out" "$old"
-fi
-mv "$newdir" "$out"
+build_id=$(date -u +%Y%m%dT%H%M%SZ)-${stamp_hash:0:12}-$$
+mv -T "$newdir" "$builds/$build_id"
 newdir=
-[[ -z $old ]] || rm -rf "$old"
+previous=
+if [[ -L $out ]]; then
+	previous=$(readlink "$out")
+	previous=${previous##*/}
+elif [[ -e $out ]]; then # a plain directory (older layout): move it aside once
+	mv -T "$out" "$builds/.old.$$"
+	rm -rf "$builds/.old.$$"
+fi
+ln -sfn "${builds##*/}/$build_id" "$out.tmp.$$"
+mv -T "$out.tmp.$$" "$out"
+# Keep the new build and the one before it (a VM may be starting from it).
+for d in "$builds"/* "$builds"/.new.*; do
+	[[ -e $d ]] || continue
+	case ${d##*/} in "$build_id" | "$previous") continue ;; esac
+	rm -rf "$d"
+done
 
 log "built $out: $(du -h "$out/vmlinuz" | cut -f1) vmlinuz, $(du -h "$out/initramfs.img" | cut -f1) initramfs"
 printf '%s\n' "$out"

@@ -12,7 +12,7 @@ pub mod spec;
 pub mod vm;
 
 pub use error::{ApiError, ErrorCode};
-pub use host::{HostCheck, HostCheckItem, CheckStatus};
+pub use host::{CheckStatus, HostCheck, HostCheckItem};
 pub use size::ByteSize;
 pub use spec::{Accel, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, VmSpec};
 pub use vm::{StopRequest, Vm, VmState};

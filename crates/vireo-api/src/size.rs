@@ -68,10 +68,7 @@ impl FromStr for ByteSize {
         let multiplier =
             unit_multiplier(unit.trim()).ok_or_else(|| ParseSizeError::UnknownUnit(unit.trim().to_string()))?;
         let number: u64 = digits.parse().map_err(|_| ParseSizeError::Overflow(text.to_string()))?;
-        number
-            .checked_mul(multiplier)
-            .map(ByteSize)
-            .ok_or_else(|| ParseSizeError::Overflow(text.to_string()))
+        number.checked_mul(multiplier).map(ByteSize).ok_or_else(|| ParseSizeError::Overflow(text.to_string()))
     }
 }
 
@@ -104,9 +101,7 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 v.parse().map_err(E::custom)
@@ -122,7 +117,9 @@ impl utoipa::PartialSchema for ByteSize {
         OneOfBuilder::new()
             .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).examples(["256MiB"]))
             .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).minimum(Some(0)))
-            .description(Some("A size in bytes: an integer, or a string with a binary unit (K, KiB, M, MiB, G, GiB, T, TiB)"))
+            .description(Some(
+                "A size in bytes: an integer, or a string with a binary unit (K, KiB, M, MiB, G, GiB, T, TiB)",
+            ))
             .into()
     }
 }

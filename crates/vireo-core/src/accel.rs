@@ -35,8 +35,7 @@ impl HostAccelFacts {
     pub fn hardware_kvm(&self) -> Result<String, String> {
         let hardware_module = self.kvm_modules.iter().find(|m| *m == "kvm_intel" || *m == "kvm_amd");
         let Some(module) = hardware_module else {
-            let others: Vec<&str> =
-                self.kvm_modules.iter().map(String::as_str).filter(|m| *m != "kvm").collect();
+            let others: Vec<&str> = self.kvm_modules.iter().map(String::as_str).filter(|m| *m != "kvm").collect();
             return Err(if others.is_empty() {
                 "neither kvm_intel nor kvm_amd is loaded".to_string()
             } else {

@@ -72,11 +72,7 @@ pub struct InvalidTransition {
 
 /// Checks that `action` may begin while the VM is in `state`.
 pub fn check_action(state: VmState, action: Action) -> Result<(), InvalidTransition> {
-    if action.allowed_from().contains(&state) {
-        Ok(())
-    } else {
-        Err(InvalidTransition { action, state })
-    }
+    if action.allowed_from().contains(&state) { Ok(()) } else { Err(InvalidTransition { action, state }) }
 }
 
 /// Whether a QEMU process is expected to exist in this state.
@@ -94,10 +90,7 @@ mod tests {
         assert!(check_action(Stopped, Action::Start).is_ok());
         assert!(check_action(Crashed, Action::Start).is_ok());
         for state in [Starting, Running, Paused, Stopping] {
-            assert_eq!(
-                check_action(state, Action::Start),
-                Err(InvalidTransition { action: Action::Start, state })
-            );
+            assert_eq!(check_action(state, Action::Start), Err(InvalidTransition { action: Action::Start, state }));
         }
     }
 

@@ -31,26 +31,13 @@ pub struct LaunchConfig<'a> {
 pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     let spec = cfg.spec;
     let mut argv = Args::default();
-    argv.push2(
-        "-name",
-        format!("guest={},debug-threads=on", escape_opt(&spec.name)),
-    );
+    argv.push2("-name", format!("guest={},debug-threads=on", escape_opt(&spec.name)));
     machine_args(&mut argv, cfg.accel);
     argv.push2("-m", (spec.memory.bytes() / MIB).to_string());
     argv.push2("-smp", spec.vcpus.to_string());
-    argv.push_all(&[
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-vga",
-        "none",
-    ]);
+    argv.push_all(&["-nodefaults", "-no-user-config", "-display", "none", "-vga", "none"]);
     // QEMU never needs to fork, exec or gain privileges; the seccomp filter keeps it that way.
-    argv.push2(
-        "-sandbox",
-        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-    );
+    argv.push2("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
     argv.push2("-msg", "timestamp=on");
     // Start paused: the daemon attaches QMP and the console first, then sends `cont`,
     // so no console output is ever lost.
@@ -59,15 +46,9 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     // Both sockets are bound by the daemon and inherited: the daemon can connect
     // before QEMU runs (the listen backlog holds the connection), so there is no
     // waiting for socket files to appear.
-    argv.push2(
-        "-chardev",
-        format!("socket,id=qmp,fd={},server=on,wait=off", cfg.qmp_fd),
-    );
+    argv.push2("-chardev", format!("socket,id=qmp,fd={},server=on,wait=off", cfg.qmp_fd));
     argv.push2("-mon", "chardev=qmp,mode=control");
-    argv.push2(
-        "-chardev",
-        format!("socket,id=console,fd={},server=on,wait=off", cfg.console_fd),
-    );
+    argv.push2("-chardev", format!("socket,id=console,fd={},server=on,wait=off", cfg.console_fd));
     argv.push2("-serial", "chardev:console");
     boot_args(&mut argv, spec);
     disk_args(&mut argv, spec);
@@ -187,23 +168,19 @@ mod tests {
     use vireo_api::{ByteSize, DiskSpec};
 
     fn spec() -> VmSpec {
-        serde_json::from_str(r#"{"name":"a,b","memory":"64MiB","disks":[{"path":"/d/x,y.img"}]}"#)
-            .unwrap()
+        serde_json::from_str(r#"{"name":"a,b","memory":"64MiB","disks":[{"path":"/d/x,y.img"}]}"#).unwrap()
     }
 
     #[test]
     fn commas_in_names_are_escaped_and_paths_go_into_json() {
         let paths = RuntimePaths::new("/run/vireo/a".into());
         let spec = spec();
-        let argv = build_argv(&LaunchConfig {
-            spec: &spec,
-            accel: Accel::Tcg,
-            paths: &paths,
-            qmp_fd: 3,
-            console_fd: 4,
-        });
+        let argv =
+            build_argv(&LaunchConfig { spec: &spec, accel: Accel::Tcg, paths: &paths, qmp_fd: 3, console_fd: 4 });
         assert!(argv.contains(&"guest=a,,b,debug-threads=on".to_string()));
-        assert!(argv.contains(&r#"{"driver":"file","filename":"/d/x,y.img","node-name":"file0","read-only":false}"#.to_string()));
+        assert!(argv.contains(
+            &r#"{"driver":"file","filename":"/d/x,y.img","node-name":"file0","read-only":false}"#.to_string()
+        ));
         assert!(argv.contains(&"virtio-blk-pci,drive=disk0,id=disk0,bootindex=1".to_string()));
     }
 
@@ -212,28 +189,13 @@ mod tests {
         let paths = RuntimePaths::new("/r".into());
         let mut spec = spec();
         spec.memory = ByteSize::mib(2048);
-        spec.disks = vec![DiskSpec {
-            path: "/d/a.qcow2".into(),
-            format: None,
-            readonly: true,
-        }];
-        let kvm = build_argv(&LaunchConfig {
-            spec: &spec,
-            accel: Accel::Kvm,
-            paths: &paths,
-            qmp_fd: 3,
-            console_fd: 4,
-        });
+        spec.disks = vec![DiskSpec { path: "/d/a.qcow2".into(), format: None, readonly: true }];
+        let kvm = build_argv(&LaunchConfig { spec: &spec, accel: Accel::Kvm, paths: &paths, qmp_fd: 3, console_fd: 4 });
         assert!(kvm.windows(2).any(|w| w == ["-machine", "q35,accel=kvm"]));
         assert!(kvm.windows(2).any(|w| w == ["-cpu", "host"]));
         assert!(kvm.windows(2).any(|w| w == ["-m", "2048"]));
-        let auto = build_argv(&LaunchConfig {
-            spec: &spec,
-            accel: Accel::Auto,
-            paths: &paths,
-            qmp_fd: 3,
-            console_fd: 4,
-        });
+        let auto =
+            build_argv(&LaunchConfig { spec: &spec, accel: Accel::Auto, paths: &paths, qmp_fd: 3, console_fd: 4 });
         assert!(auto.windows(2).any(|w| w == ["-machine", "q35,accel=tcg"]));
         assert!(!auto.contains(&"-cpu".to_string()));
     }

@@ -47,16 +47,9 @@ pub enum QemuError {
     #[error("QMP connection is closed (QEMU exited or the connection was dropped)")]
     QmpClosed,
     #[error("QMP command {command} got no reply within {}s", .timeout.as_secs())]
-    QmpTimeout {
-        command: &'static str,
-        timeout: Duration,
-    },
+    QmpTimeout { command: &'static str, timeout: Duration },
     #[error("QMP command {command} failed: {desc} ({class})")]
-    QmpCommand {
-        command: &'static str,
-        class: String,
-        desc: String,
-    },
+    QmpCommand { command: &'static str, class: String, desc: String },
     #[error("unexpected QMP message: {0}")]
     QmpProtocol(String),
     #[error("process {pid} is not running")]

@@ -25,15 +25,11 @@ pub fn find_qemu_binary() -> Result<PathBuf, QemuError> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(QemuError::QemuNotFound {
-                reason: format!("VIREO_QEMU={} is not a file", path.display()),
-            })
+            Err(QemuError::QemuNotFound { reason: format!("VIREO_QEMU={} is not a file", path.display()) })
         };
     }
     find_in_path(QEMU_BINARY).ok_or_else(|| QemuError::QemuNotFound {
-        reason: format!(
-            "{QEMU_BINARY} is not in PATH (install it with: apt-get install qemu-system-x86)"
-        ),
+        reason: format!("{QEMU_BINARY} is not in PATH (install it with: apt-get install qemu-system-x86)"),
     })
 }
 
@@ -41,18 +37,9 @@ pub fn find_qemu_binary() -> Result<PathBuf, QemuError> {
 pub fn gather_accel_facts() -> HostAccelFacts {
     let loaded = |module: &str| Path::new("/sys/module").join(module).exists();
     HostAccelFacts {
-        dev_kvm_usable: OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_ok(),
-        kvm_modules: KVM_MODULES
-            .iter()
-            .filter(|m| loaded(m))
-            .map(|m| m.to_string())
-            .collect(),
-        cpu_has_virt_flag: std::fs::read_to_string("/proc/cpuinfo")
-            .is_ok_and(|text| cpu_has_virt_flag(&text)),
+        dev_kvm_usable: OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok(),
+        kvm_modules: KVM_MODULES.iter().filter(|m| loaded(m)).map(|m| m.to_string()).collect(),
+        cpu_has_virt_flag: std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|text| cpu_has_virt_flag(&text)),
     }
 }
 
@@ -89,35 +76,20 @@ pub async fn host_check() -> HostCheck {
         hugepages_item(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default()),
         kvm_modules_item(&facts),
     ];
-    HostCheck {
-        accel,
-        accel_reason,
-        items,
-    }
+    HostCheck { accel, accel_reason, items }
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
 
 /// First line of `TOOL --version`, e.g. `QEMU emulator version 7.2.22 (Debian …)`.
 async fn tool_version(path: &Path) -> Option<String> {
-    let run = tokio::process::Command::new(path)
-        .arg("--version")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(VERSION_TIMEOUT, run)
-        .await
-        .ok()?
-        .ok()?;
+    let run = tokio::process::Command::new(path).arg("--version").kill_on_drop(true).output();
+    let output = tokio::time::timeout(VERSION_TIMEOUT, run).await.ok()?.ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
-    output
-        .status
-        .success()
-        .then(|| text.lines().next().unwrap_or("").trim().to_string())
+    output.status.success().then(|| text.lines().next().unwrap_or("").trim().to_string())
 }
 
 fn cpu_has_virt_flag(cpuinfo: &str) -> bool {
@@ -128,51 +100,28 @@ fn cpu_has_virt_flag(cpuinfo: &str) -> bool {
         .any(|flag| flag == "vmx" || flag == "svm")
 }
 
-fn item(
-    name: &str,
-    status: CheckStatus,
-    detail: impl Into<String>,
-    fix: Option<&str>,
-) -> HostCheckItem {
-    HostCheckItem {
-        name: name.to_string(),
-        status,
-        detail: detail.into(),
-        fix: fix.map(str::to_string),
-    }
+fn item(name: &str, status: CheckStatus, detail: impl Into<String>, fix: Option<&str>) -> HostCheckItem {
+    HostCheckItem { name: name.to_string(), status, detail: detail.into(), fix: fix.map(str::to_string) }
 }
 
 fn qemu_item(binary: Result<&PathBuf, String>, version: Option<String>) -> HostCheckItem {
     match (binary, version) {
-        (Ok(path), Some(version)) => item(
-            QEMU_BINARY,
-            CheckStatus::Ok,
-            format!("{} ({version})", path.display()),
-            None,
-        ),
+        (Ok(path), Some(version)) => {
+            item(QEMU_BINARY, CheckStatus::Ok, format!("{} ({version})", path.display()), None)
+        }
         (Ok(path), None) => item(
             QEMU_BINARY,
             CheckStatus::Fail,
             format!("{} does not run (`--version` failed)", path.display()),
             Some("reinstall it: apt-get install --reinstall qemu-system-x86"),
         ),
-        (Err(reason), _) => item(
-            QEMU_BINARY,
-            CheckStatus::Fail,
-            reason,
-            Some("apt-get install qemu-system-x86"),
-        ),
+        (Err(reason), _) => item(QEMU_BINARY, CheckStatus::Fail, reason, Some("apt-get install qemu-system-x86")),
     }
 }
 
 fn qemu_img_item(path: Option<&Path>, version: Option<String>) -> HostCheckItem {
     match (path, version) {
-        (Some(path), Some(version)) => item(
-            QEMU_IMG,
-            CheckStatus::Ok,
-            format!("{} ({version})", path.display()),
-            None,
-        ),
+        (Some(path), Some(version)) => item(QEMU_IMG, CheckStatus::Ok, format!("{} ({version})", path.display()), None),
         (Some(path), None) => item(
             QEMU_IMG,
             CheckStatus::Warn,
@@ -190,12 +139,7 @@ fn qemu_img_item(path: Option<&Path>, version: Option<String>) -> HostCheckItem 
 
 fn accel_item(accel: &str, reason: &str) -> HostCheckItem {
     if accel == Accel::Kvm.as_str() {
-        return item(
-            "accelerator",
-            CheckStatus::Ok,
-            format!("auto → kvm: {reason}"),
-            None,
-        );
+        return item("accelerator", CheckStatus::Ok, format!("auto → kvm: {reason}"), None);
     }
     // vireo-core's reason for a fallback already starts with "TCG: ".
     let reason = reason.strip_prefix("TCG: ").unwrap_or(reason);
@@ -228,11 +172,7 @@ fn dev_kvm_item(facts: &HostAccelFacts) -> HostCheckItem {
 }
 
 fn kvm_modules_item(facts: &HostAccelFacts) -> HostCheckItem {
-    let loaded = if facts.kvm_modules.is_empty() {
-        "none loaded".to_string()
-    } else {
-        facts.kvm_modules.join(", ")
-    };
+    let loaded = if facts.kvm_modules.is_empty() { "none loaded".to_string() } else { facts.kvm_modules.join(", ") };
     match facts.hardware_kvm() {
         Ok(_) => item("kvm modules", CheckStatus::Ok, loaded, None),
         Err(reason) => item(
@@ -259,17 +199,12 @@ enum Cgroups {
 
 fn detect_cgroups(root: &Path) -> Cgroups {
     if let Ok(controllers) = std::fs::read_to_string(root.join("cgroup.controllers")) {
-        return Cgroups::Unified {
-            controllers: controllers.trim().to_string(),
-        };
+        return Cgroups::Unified { controllers: controllers.trim().to_string() };
     }
     if root.join("unified/cgroup.controllers").exists() {
         return Cgroups::Hybrid;
     }
-    if ["cpu", "memory", "cpu,cpuacct"]
-        .iter()
-        .any(|c| root.join(c).is_dir())
-    {
+    if ["cpu", "memory", "cpu,cpuacct"].iter().any(|c| root.join(c).is_dir()) {
         return Cgroups::Legacy;
     }
     Cgroups::None
@@ -278,25 +213,12 @@ fn detect_cgroups(root: &Path) -> Cgroups {
 fn cgroups_item(cgroups: Cgroups) -> HostCheckItem {
     const FIX: &str = "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2)";
     match cgroups {
-        Cgroups::Unified { controllers } => item(
-            "cgroups",
-            CheckStatus::Ok,
-            format!("v2 (unified); controllers: {controllers}"),
-            None,
-        ),
-        Cgroups::Hybrid => item(
-            "cgroups",
-            CheckStatus::Warn,
-            "hybrid (v1 controllers, v2 at unified/)",
-            Some(FIX),
-        ),
+        Cgroups::Unified { controllers } => {
+            item("cgroups", CheckStatus::Ok, format!("v2 (unified); controllers: {controllers}"), None)
+        }
+        Cgroups::Hybrid => item("cgroups", CheckStatus::Warn, "hybrid (v1 controllers, v2 at unified/)", Some(FIX)),
         Cgroups::Legacy => item("cgroups", CheckStatus::Warn, "v1 (legacy)", Some(FIX)),
-        Cgroups::None => item(
-            "cgroups",
-            CheckStatus::Warn,
-            "no cgroup file system at /sys/fs/cgroup",
-            Some(FIX),
-        ),
+        Cgroups::None => item("cgroups", CheckStatus::Warn, "no cgroup file system at /sys/fs/cgroup", Some(FIX)),
     }
 }
 
@@ -308,38 +230,21 @@ fn hugepages_item(meminfo: &str) -> HostCheckItem {
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
             .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
     };
-    let fix = Some(
-        "reserve some: echo 512 > /proc/sys/vm/nr_hugepages (or hugepages=N on the kernel command line)",
-    );
-    match (
-        field("HugePages_Total"),
-        field("HugePages_Free"),
-        field("Hugepagesize"),
-    ) {
+    let fix = Some("reserve some: echo 512 > /proc/sys/vm/nr_hugepages (or hugepages=N on the kernel command line)");
+    match (field("HugePages_Total"), field("HugePages_Free"), field("Hugepagesize")) {
         (Some(0), _, size) => item(
             "hugepages",
             CheckStatus::Warn,
-            format!(
-                "none reserved (page size {} kB); VMs use normal pages",
-                size.unwrap_or(0)
-            ),
+            format!("none reserved (page size {} kB); VMs use normal pages", size.unwrap_or(0)),
             fix,
         ),
         (Some(total), free, Some(size)) => item(
             "hugepages",
             CheckStatus::Ok,
-            format!(
-                "{total} pages of {size} kB reserved, {} free",
-                free.unwrap_or(0)
-            ),
+            format!("{total} pages of {size} kB reserved, {} free", free.unwrap_or(0)),
             None,
         ),
-        _ => item(
-            "hugepages",
-            CheckStatus::Warn,
-            "not reported by /proc/meminfo",
-            fix,
-        ),
+        _ => item("hugepages", CheckStatus::Warn, "not reported by /proc/meminfo", fix),
     }
 }
 
@@ -349,9 +254,7 @@ mod tests {
 
     #[test]
     fn virt_flags_are_whole_words() {
-        assert!(cpu_has_virt_flag(
-            "processor\t: 0\nflags\t\t: fpu vme vmx sse\n"
-        ));
+        assert!(cpu_has_virt_flag("processor\t: 0\nflags\t\t: fpu vme vmx sse\n"));
         assert!(cpu_has_virt_flag("flags\t: svm lm\n"));
         assert!(!cpu_has_virt_flag("flags\t: fpu vmxnet svmx\n"));
         assert!(!cpu_has_virt_flag("model name : vmx\n"));
@@ -359,14 +262,13 @@ mod tests {
 
     #[test]
     fn hugepages_zero_warns_with_a_fix() {
-        let meminfo = "MemTotal: 4000000 kB\nHugePages_Total:       0\nHugePages_Free:        0\nHugepagesize:       2048 kB\n";
+        let meminfo =
+            "MemTotal: 4000000 kB\nHugePages_Total:       0\nHugePages_Free:        0\nHugepagesize:       2048 kB\n";
         let check = hugepages_item(meminfo);
         assert_eq!(check.status, CheckStatus::Warn);
         assert!(check.detail.contains("2048 kB"), "{}", check.detail);
         assert!(check.fix.unwrap().contains("nr_hugepages"));
-        let reserved = meminfo
-            .replace("Total:       0", "Total:     512")
-            .replace("Free:        0", "Free:      500");
+        let reserved = meminfo.replace("Total:       0", "Total:     512").replace("Free:        0", "Free:      500");
         let check = hugepages_item(&reserved);
         assert_eq!(check.status, CheckStatus::Ok);
         assert_eq!(check.detail, "512 pages of 2048 kB reserved, 500 free");
@@ -380,20 +282,11 @@ mod tests {
         std::fs::create_dir(dir.path().join("memory")).unwrap();
         assert_eq!(detect_cgroups(dir.path()), Cgroups::Legacy);
         std::fs::create_dir(dir.path().join("unified")).unwrap();
-        std::fs::write(
-            dir.path().join("unified/cgroup.controllers"),
-            "memory pids\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("unified/cgroup.controllers"), "memory pids\n").unwrap();
         assert_eq!(detect_cgroups(dir.path()), Cgroups::Hybrid);
         std::fs::write(dir.path().join("cgroup.controllers"), "cpu io memory\n").unwrap();
         let unified = detect_cgroups(dir.path());
-        assert_eq!(
-            unified,
-            Cgroups::Unified {
-                controllers: "cpu io memory".into()
-            }
-        );
+        assert_eq!(unified, Cgroups::Unified { controllers: "cpu io memory".into() });
         assert_eq!(cgroups_item(unified).status, CheckStatus::Ok);
         assert_eq!(cgroups_item(Cgroups::Hybrid).status, CheckStatus::Warn);
     }
@@ -409,16 +302,9 @@ mod tests {
         assert_eq!(dev.status, CheckStatus::Warn);
         assert!(dev.detail.contains("kvm_pvm"), "{}", dev.detail);
         let modules = kvm_modules_item(&facts);
-        assert!(
-            modules.detail.starts_with("kvm, kvm_pvm: "),
-            "{}",
-            modules.detail
-        );
-        let hardware = HostAccelFacts {
-            kvm_modules: vec!["kvm".into(), "kvm_intel".into()],
-            cpu_has_virt_flag: true,
-            ..facts
-        };
+        assert!(modules.detail.starts_with("kvm, kvm_pvm: "), "{}", modules.detail);
+        let hardware =
+            HostAccelFacts { kvm_modules: vec!["kvm".into(), "kvm_intel".into()], cpu_has_virt_flag: true, ..facts };
         assert_eq!(dev_kvm_item(&hardware).status, CheckStatus::Ok);
         assert_eq!(kvm_modules_item(&hardware).status, CheckStatus::Ok);
     }
@@ -427,32 +313,18 @@ mod tests {
     fn missing_qemu_fails_with_the_install_command() {
         let check = qemu_item(Err("qemu-system-x86_64 is not in PATH".into()), None);
         assert_eq!(check.status, CheckStatus::Fail);
-        assert_eq!(
-            check.fix.as_deref(),
-            Some("apt-get install qemu-system-x86")
-        );
-        let ok = qemu_item(
-            Ok(&PathBuf::from("/usr/bin/qemu-system-x86_64")),
-            Some("QEMU emulator version 7.2.22".into()),
-        );
+        assert_eq!(check.fix.as_deref(), Some("apt-get install qemu-system-x86"));
+        let ok =
+            qemu_item(Ok(&PathBuf::from("/usr/bin/qemu-system-x86_64")), Some("QEMU emulator version 7.2.22".into()));
         assert_eq!(ok.status, CheckStatus::Ok);
-        assert_eq!(
-            qemu_img_item(None, None).fix.as_deref(),
-            Some("apt-get install qemu-utils")
-        );
+        assert_eq!(qemu_img_item(None, None).fix.as_deref(), Some("apt-get install qemu-utils"));
     }
 
     #[test]
     fn tcg_choice_is_a_warning_with_the_reason() {
         let check = accel_item("tcg", "TCG: neither kvm_intel nor kvm_amd is loaded");
         assert_eq!(check.status, CheckStatus::Warn);
-        assert_eq!(
-            check.detail,
-            "auto → tcg (emulation, much slower): neither kvm_intel nor kvm_amd is loaded"
-        );
-        assert_eq!(
-            accel_item("kvm", "hardware KVM through kvm_intel").status,
-            CheckStatus::Ok
-        );
+        assert_eq!(check.detail, "auto → tcg (emulation, much slower): neither kvm_intel nor kvm_amd is loaded");
+        assert_eq!(accel_item("kvm", "hardware KVM through kvm_intel").status, CheckStatus::Ok);
     }
 }

@@ -18,7 +18,5 @@ pub use argv::{LaunchConfig, build_argv};
 pub use error::QemuError;
 pub use host::{find_qemu_binary, gather_accel_facts, host_check};
 pub use paths::RuntimePaths;
-pub use process::{
-    VmProcess, is_vm_qemu, kill, process_alive, process_start_ticks, reattach, spawn,
-};
+pub use process::{VmProcess, is_vm_qemu, kill, process_alive, process_start_ticks, reattach, spawn};
 pub use qmp::{QemuEvent, QmpClient, QmpCommand, RunStatus};

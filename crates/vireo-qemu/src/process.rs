@@ -56,41 +56,22 @@ pub struct VmProcess {
 /// (`qmp_capabilities`) is done and the console is connected; the guest is still
 /// paused (`-S`) until `qmp.cont()`. If QEMU exits during start-up, the error
 /// quotes the end of qemu.log (QEMU's own message).
-pub async fn spawn(
-    binary: &Path,
-    spec: &VmSpec,
-    accel: Accel,
-    paths: &RuntimePaths,
-) -> Result<VmProcess, QemuError> {
+pub async fn spawn(binary: &Path, spec: &VmSpec, accel: Accel, paths: &RuntimePaths) -> Result<VmProcess, QemuError> {
     create_runtime_dir(paths.dir())?;
     let sockets = Sockets::open(paths).await?;
     let qmp_log = QmpLog::open(&paths.qmp_log())?;
-    let fds = [
-        sockets.qmp_listener.as_raw_fd(),
-        sockets.console_listener.as_raw_fd(),
-    ];
-    let argv = build_argv(&LaunchConfig {
-        spec,
-        accel,
-        paths,
-        qmp_fd: fds[0],
-        console_fd: fds[1],
-    });
+    let fds = [sockets.qmp_listener.as_raw_fd(), sockets.console_listener.as_raw_fd()];
+    let argv = build_argv(&LaunchConfig { spec, accel, paths, qmp_fd: fds[0], console_fd: fds[1] });
     let child = start_qemu(binary, &argv, paths, fds)?;
     // Should this future be dropped half-way, the paused QEMU must not stay behind.
-    let mut qemu = SpawnedQemu {
-        child,
-        kill_on_drop: true,
-    };
+    let mut qemu = SpawnedQemu { child, kill_on_drop: true };
     // QEMU holds the listeners now. Closing ours means that if QEMU dies, our
     // connections see EOF instead of waiting in a backlog nobody serves.
     drop(sockets.qmp_listener);
     drop(sockets.console_listener);
 
     let child = &mut qemu.child;
-    let identity = child
-        .id()
-        .and_then(|pid| Some((pid, process_start_ticks(pid)?)));
+    let identity = child.id().and_then(|pid| Some((pid, process_start_ticks(pid)?)));
     let Some((pid, pid_start_ticks)) = identity else {
         return Err(start_failure(child, paths).await);
     };
@@ -101,13 +82,7 @@ pub async fn spawn(
     qemu.kill_on_drop = false;
     tokio::spawn(supervise(ExitWatch::Child(qemu), reader, events_tx));
     let console = sockets.console;
-    Ok(VmProcess {
-        pid,
-        pid_start_ticks,
-        qmp,
-        console,
-        events,
-    })
+    Ok(VmProcess { pid, pid_start_ticks, qmp, console, events })
 }
 
 /// Both listening sockets, and our connections to them. Connecting before QEMU
@@ -126,12 +101,7 @@ impl Sockets {
         let console_listener = listen(&paths.console_socket())?;
         let qmp_stream = connect(&paths.qmp_socket()).await?;
         let console = connect(&paths.console_socket()).await?;
-        Ok(Sockets {
-            qmp_listener,
-            console_listener,
-            qmp_stream,
-            console,
-        })
+        Ok(Sockets { qmp_listener, console_listener, qmp_stream, console })
     }
 }
 
@@ -150,18 +120,14 @@ async fn handshake(
     };
     match connected {
         Ok(Ok(connected)) => Ok(connected),
-        Ok(Err(QemuError::QmpClosed | QemuError::QmpIo(_))) => {
-            Err(start_failure(child, paths).await)
-        }
+        Ok(Err(QemuError::QmpClosed | QemuError::QmpIo(_))) => Err(start_failure(child, paths).await),
         Ok(Err(err)) => {
             stop_child(child).await;
             Err(err)
         }
         Err(_) => {
             stop_child(child).await;
-            Err(QemuError::HandshakeTimeout {
-                timeout: START_TIMEOUT,
-            })
+            Err(QemuError::HandshakeTimeout { timeout: START_TIMEOUT })
         }
     }
 }
@@ -169,11 +135,7 @@ async fn handshake(
 /// Re-attaches to a QEMU started by an earlier daemon: checks that `pid` still is
 /// that process (`pid_start_ticks`) and is this VM's QEMU (its command line names
 /// `paths`' pid file), then connects QMP (handshake) and the console again.
-pub async fn reattach(
-    pid: u32,
-    pid_start_ticks: u64,
-    paths: &RuntimePaths,
-) -> Result<VmProcess, QemuError> {
+pub async fn reattach(pid: u32, pid_start_ticks: u64, paths: &RuntimePaths) -> Result<VmProcess, QemuError> {
     // Open the pidfd first: from then on the pid cannot be reused behind our back,
     // and the checks below are about the process the pidfd holds.
     let pidfd = open_pidfd(pid)?.ok_or(QemuError::NotRunning { pid })?;
@@ -181,21 +143,13 @@ pub async fn reattach(
         Identity::Same => {}
         Identity::Gone => return Err(QemuError::NotRunning { pid }),
         Identity::Other => {
-            return Err(QemuError::NotOurProcess {
-                pid,
-                reason: "the pid now belongs to another process".into(),
-            });
+            return Err(QemuError::NotOurProcess { pid, reason: "the pid now belongs to another process".into() });
         }
     }
     check_is_vm_qemu(pid, paths)?;
     // SAFETY: the OwnedFd owns its descriptor and never swaps it for another.
-    let watch =
-        unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }.map_err(|err| {
-            QemuError::Watch {
-                pid,
-                source: err.into_parts().1,
-            }
-        })?;
+    let watch = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+        .map_err(|err| QemuError::Watch { pid, source: err.into_parts().1 })?;
 
     let qmp_stream = connect(&paths.qmp_socket()).await?;
     let console = connect(&paths.console_socket()).await?;
@@ -206,17 +160,9 @@ pub async fn reattach(
         QmpClient::connect(qmp_stream, qmp_log, events_tx.clone(), COMMAND_TIMEOUT),
     )
     .await
-    .map_err(|_| QemuError::HandshakeTimeout {
-        timeout: START_TIMEOUT,
-    })??;
+    .map_err(|_| QemuError::HandshakeTimeout { timeout: START_TIMEOUT })??;
     tokio::spawn(supervise(ExitWatch::Pidfd(watch), reader, events_tx));
-    Ok(VmProcess {
-        pid,
-        pid_start_ticks,
-        qmp,
-        console,
-        events,
-    })
+    Ok(VmProcess { pid, pid_start_ticks, qmp, console, events })
 }
 
 /// SIGKILL to the process if it still is the one identified by (pid, start_ticks).
@@ -230,10 +176,7 @@ pub fn kill(pid: u32, pid_start_ticks: u64) -> Result<(), QemuError> {
     }
     match rustix::process::pidfd_send_signal(&pidfd, Signal::KILL) {
         Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
-        Err(errno) => Err(QemuError::Kill {
-            pid,
-            source: errno.into(),
-        }),
+        Err(errno) => Err(QemuError::Kill { pid, source: errno.into() }),
     }
 }
 
@@ -259,18 +202,12 @@ fn create_runtime_dir(dir: &Path) -> Result<(), QemuError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| QemuError::RuntimeDir {
-            path: dir.to_path_buf(),
-            source,
-        })
+        .map_err(|source| QemuError::RuntimeDir { path: dir.to_path_buf(), source })
 }
 
 /// Binds a fresh listening socket (mode 0600) at `path`, replacing a stale one.
 fn listen(path: &Path) -> Result<UnixListener, QemuError> {
-    let fail = |source| QemuError::Listen {
-        path: path.to_path_buf(),
-        source,
-    };
+    let fail = |source| QemuError::Listen { path: path.to_path_buf(), source };
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -282,20 +219,10 @@ fn listen(path: &Path) -> Result<UnixListener, QemuError> {
 }
 
 async fn connect(path: &Path) -> Result<UnixStream, QemuError> {
-    UnixStream::connect(path)
-        .await
-        .map_err(|source| QemuError::Connect {
-            path: path.to_path_buf(),
-            source,
-        })
+    UnixStream::connect(path).await.map_err(|source| QemuError::Connect { path: path.to_path_buf(), source })
 }
 
-fn start_qemu(
-    binary: &Path,
-    argv: &[String],
-    paths: &RuntimePaths,
-    inherit: [i32; 2],
-) -> Result<Child, QemuError> {
+fn start_qemu(binary: &Path, argv: &[String], paths: &RuntimePaths, inherit: [i32; 2]) -> Result<Child, QemuError> {
     let log_path = paths.qemu_log();
     let stderr = OpenOptions::new()
         .create(true)
@@ -303,17 +230,9 @@ fn start_qemu(
         .truncate(true)
         .mode(0o600)
         .open(&log_path)
-        .map_err(|source| QemuError::LogFile {
-            path: log_path.clone(),
-            source,
-        })?;
+        .map_err(|source| QemuError::LogFile { path: log_path.clone(), source })?;
     let mut command = Command::new(binary);
-    command
-        .args(argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .kill_on_drop(false);
+    command.args(argv).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).kill_on_drop(false);
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe system calls (setsid, fcntl); the fds are the listeners,
     // which stay open in the parent until spawn has returned.
@@ -327,10 +246,7 @@ fn start_qemu(
             Ok(())
         });
     }
-    command.spawn().map_err(|source| QemuError::Spawn {
-        binary: binary.to_path_buf(),
-        source,
-    })
+    command.spawn().map_err(|source| QemuError::Spawn { binary: binary.to_path_buf(), source })
 }
 
 /// QEMU did not come up: make sure it is gone, then explain with the end of its log.
@@ -343,10 +259,7 @@ async fn start_failure(child: &mut Child, paths: &RuntimePaths) -> QemuError {
             "killed: it closed QMP but did not exit".to_string()
         }
     };
-    QemuError::StartFailed {
-        status,
-        log_tail: log_tail(&paths.qemu_log()),
-    }
+    QemuError::StartFailed { status, log_tail: log_tail(&paths.qemu_log()) }
 }
 
 async fn stop_child(child: &mut Child) {
@@ -373,11 +286,7 @@ fn log_tail(path: &Path) -> String {
     let start = bytes.len().saturating_sub(LOG_TAIL_BYTES);
     let tail = String::from_utf8_lossy(&bytes[start..]);
     let tail = tail.trim();
-    if tail.is_empty() {
-        "(QEMU printed nothing)".to_string()
-    } else {
-        tail.to_string()
-    }
+    if tail.is_empty() { "(QEMU printed nothing)".to_string() } else { tail.to_string() }
 }
 
 /// The console connection was queued before QEMU started, so QEMU accepts it in
@@ -387,9 +296,7 @@ async fn warn_if_console_not_accepted(qmp: &QmpClient) {
         Ok(chardevs) => {
             let console = chardevs.iter().find(|c| c.label == "console");
             if console.is_some_and(|c| c.filename.starts_with("disconnected:")) {
-                tracing::warn!(
-                    "QEMU has not accepted the console connection yet; early output may be lost"
-                );
+                tracing::warn!("QEMU has not accepted the console connection yet; early output may be lost");
             }
         }
         Err(err) => tracing::debug!(error = %err, "query-chardev failed"),
@@ -438,11 +345,7 @@ impl ExitWatch {
 
 /// Sends `Exited` once the process is gone, after the reader delivered QEMU's last events.
 /// Gives up silently when nobody listens to the events any more.
-async fn supervise(
-    mut exit: ExitWatch,
-    reader: JoinHandle<()>,
-    events: mpsc::UnboundedSender<QemuEvent>,
-) {
+async fn supervise(mut exit: ExitWatch, reader: JoinHandle<()>, events: mpsc::UnboundedSender<QemuEvent>) {
     tokio::select! {
         _ = exit.wait() => {}
         _ = events.closed() => return,
@@ -462,10 +365,7 @@ fn open_pidfd(pid: u32) -> Result<Option<OwnedFd>, QemuError> {
     match rustix::process::pidfd_open(raw, PidfdFlags::NONBLOCK) {
         Ok(fd) => Ok(Some(fd)),
         Err(rustix::io::Errno::SRCH) => Ok(None),
-        Err(errno) => Err(QemuError::Watch {
-            pid,
-            source: errno.into(),
-        }),
+        Err(errno) => Err(QemuError::Watch { pid, source: errno.into() }),
     }
 }
 
@@ -490,8 +390,7 @@ fn identify(pid: u32, start_ticks: u64) -> Identity {
 /// A re-attached QEMU must be the one started for this VM: its command line
 /// names this runtime directory's pid file (see `build_argv`).
 fn check_is_vm_qemu(pid: u32, paths: &RuntimePaths) -> Result<(), QemuError> {
-    let cmdline =
-        std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|_| QemuError::NotRunning { pid })?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|_| QemuError::NotRunning { pid })?;
     let pid_file = paths.pid_file();
     if cmdline_has_pidfile(&cmdline, &pid_file) {
         Ok(())
@@ -507,8 +406,7 @@ fn cmdline_has_pidfile(cmdline: &[u8], pid_file: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let want = pid_file.as_os_str().as_bytes();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    args.windows(2)
-        .any(|pair| pair[0] == b"-pidfile" && pair[1] == want)
+    args.windows(2).any(|pair| pair[0] == b"-pidfile" && pair[1] == want)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -539,15 +437,8 @@ mod tests {
 
     #[test]
     fn proc_stat_survives_odd_process_names() {
-        let line =
-            "4242 (qemu) (x y)) S 1 4242 4242 0 -1 4194560 9 0 0 0 1 2 0 0 20 0 5 0 987654 1 2 3\n";
-        assert_eq!(
-            parse_proc_stat(line),
-            Some(ProcStat {
-                state: 'S',
-                start_ticks: 987654
-            })
-        );
+        let line = "4242 (qemu) (x y)) S 1 4242 4242 0 -1 4194560 9 0 0 0 1 2 0 0 20 0 5 0 987654 1 2 3\n";
+        assert_eq!(parse_proc_stat(line), Some(ProcStat { state: 'S', start_ticks: 987654 }));
         assert_eq!(parse_proc_stat("garbage"), None);
         assert_eq!(parse_proc_stat("1 (x) R 0"), None);
     }
@@ -564,18 +455,9 @@ mod tests {
     #[test]
     fn pidfile_must_follow_the_option() {
         let cmdline = b"qemu-system-x86_64\0-S\0-pidfile\0/run/vireo/a/qemu.pid\0-m\x00256\x00";
-        assert!(cmdline_has_pidfile(
-            cmdline,
-            Path::new("/run/vireo/a/qemu.pid")
-        ));
-        assert!(!cmdline_has_pidfile(
-            cmdline,
-            Path::new("/run/vireo/b/qemu.pid")
-        ));
-        assert!(!cmdline_has_pidfile(
-            b"sleep\0/run/vireo/a/qemu.pid\0",
-            Path::new("/run/vireo/a/qemu.pid")
-        ));
+        assert!(cmdline_has_pidfile(cmdline, Path::new("/run/vireo/a/qemu.pid")));
+        assert!(!cmdline_has_pidfile(cmdline, Path::new("/run/vireo/b/qemu.pid")));
+        assert!(!cmdline_has_pidfile(b"sleep\0/run/vireo/a/qemu.pid\0", Path::new("/run/vireo/a/qemu.pid")));
     }
 
     #[test]

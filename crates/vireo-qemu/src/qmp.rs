@@ -140,9 +140,7 @@ struct Pending {
 
 impl std::fmt::Debug for QmpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QmpClient")
-            .field("timeout", &self.inner.timeout)
-            .finish_non_exhaustive()
+        f.debug_struct("QmpClient").field("timeout", &self.inner.timeout).finish_non_exhaustive()
     }
 }
 
@@ -160,19 +158,11 @@ impl QmpClient {
         let greeting = read_message(&mut read).await?.ok_or(QemuError::QmpClosed)?;
         log.record(Direction::In, &greeting);
         if greeting.get("QMP").is_none() {
-            return Err(QemuError::QmpProtocol(format!(
-                "expected the QMP greeting, got {greeting}"
-            )));
+            return Err(QemuError::QmpProtocol(format!("expected the QMP greeting, got {greeting}")));
         }
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let reader = tokio::spawn(read_loop(
-            read,
-            pending.clone(),
-            log.clone(),
-            events,
-            stop_rx,
-        ));
+        let reader = tokio::spawn(read_loop(read, pending.clone(), log.clone(), events, stop_rx));
         let client = QmpClient {
             inner: Arc::new(Inner {
                 writer: tokio::sync::Mutex::new(write),
@@ -203,20 +193,13 @@ impl QmpClient {
             Ok(reply) => reply?,
             Err(_) => {
                 let timeout = self.inner.timeout;
-                return Err(QemuError::QmpTimeout {
-                    command: C::NAME,
-                    timeout,
-                });
+                return Err(QemuError::QmpTimeout { command: C::NAME, timeout });
             }
         };
-        let value = reply.map_err(|ReplyError { class, desc }| QemuError::QmpCommand {
-            command: C::NAME,
-            class,
-            desc,
-        })?;
-        serde_json::from_value(value).map_err(|err| {
-            QemuError::QmpProtocol(format!("reply to {} does not parse: {err}", C::NAME))
-        })
+        let value =
+            reply.map_err(|ReplyError { class, desc }| QemuError::QmpCommand { command: C::NAME, class, desc })?;
+        serde_json::from_value(value)
+            .map_err(|err| QemuError::QmpProtocol(format!("reply to {} does not parse: {err}", C::NAME)))
     }
 
     pub async fn cont(&self) -> Result<(), QemuError> {
@@ -264,23 +247,16 @@ impl QmpClient {
         line.push('\n');
         let mut writer = self.inner.writer.lock().await;
         self.inner.log.record(Direction::Out, request);
-        writer
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|err| match err.kind() {
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
-                    QemuError::QmpClosed
-                }
-                _ => QemuError::QmpIo(err),
-            })
+        writer.write_all(line.as_bytes()).await.map_err(|err| match err.kind() {
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => QemuError::QmpClosed,
+            _ => QemuError::QmpIo(err),
+        })
     }
 }
 
 fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
     // The lock is never held across a panic-prone call; recover from poisoning anyway.
-    pending
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Reads one JSON line; `None` at end of stream.
@@ -288,25 +264,19 @@ async fn read_message(read: &mut BufReader<OwnedReadHalf>) -> Result<Option<Valu
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = read
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|err| match err.kind() {
-                std::io::ErrorKind::ConnectionReset => QemuError::QmpClosed,
-                _ => QemuError::QmpIo(err),
-            })?;
+        let n = read.read_until(b'\n', &mut line).await.map_err(|err| match err.kind() {
+            std::io::ErrorKind::ConnectionReset => QemuError::QmpClosed,
+            _ => QemuError::QmpIo(err),
+        })?;
         if n == 0 {
             return Ok(None);
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        return serde_json::from_slice(&line).map(Some).map_err(|err| {
-            QemuError::QmpProtocol(format!(
-                "not JSON ({err}): {}",
-                String::from_utf8_lossy(&line)
-            ))
-        });
+        return serde_json::from_slice(&line)
+            .map(Some)
+            .map_err(|err| QemuError::QmpProtocol(format!("not JSON ({err}): {}", String::from_utf8_lossy(&line))));
     }
 }
 
@@ -361,18 +331,16 @@ fn dispatch(message: Value, pending: &Mutex<Pending>, events: &mpsc::UnboundedSe
         // The command timed out; its late reply is in the QMP log.
         return;
     };
-    let text =
-        |error: &Value, key: &str| error.get(key).and_then(Value::as_str).map(str::to_string);
+    let text = |error: &Value, key: &str| error.get(key).and_then(Value::as_str).map(str::to_string);
     let result = match (message.get("return"), message.get("error")) {
         (Some(value), _) => Ok(value.clone()),
         (None, Some(error)) => Err(ReplyError {
             class: text(error, "class").unwrap_or_else(|| "GenericError".into()),
             desc: text(error, "desc").unwrap_or_else(|| "no description".into()),
         }),
-        (None, None) => Err(ReplyError {
-            class: "InvalidReply".into(),
-            desc: format!("reply without return or error: {message}"),
-        }),
+        (None, None) => {
+            Err(ReplyError { class: "InvalidReply".into(), desc: format!("reply without return or error: {message}") })
+        }
     };
     let _ = waiter.send(result);
 }
@@ -383,13 +351,8 @@ fn event_from(name: &str, data: Option<&Value>) -> Option<QemuEvent> {
         "RESUME" => Some(QemuEvent::Resumed),
         "RESET" => Some(QemuEvent::Reset),
         "SHUTDOWN" => {
-            let guest = data
-                .and_then(|d| d.get("guest"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            Some(QemuEvent::Shutdown {
-                guest_initiated: guest,
-            })
+            let guest = data.and_then(|d| d.get("guest")).and_then(Value::as_bool).unwrap_or(false);
+            Some(QemuEvent::Shutdown { guest_initiated: guest })
         }
         _ => None,
     }
@@ -414,13 +377,8 @@ impl QmpLog {
             .append(true)
             .mode(0o600)
             .open(path)
-            .map_err(|source| QemuError::LogFile {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(QmpLog {
-            file: Some(Arc::new(Mutex::new(file))),
-        })
+            .map_err(|source| QemuError::LogFile { path: path.to_path_buf(), source })?;
+        Ok(QmpLog { file: Some(Arc::new(Mutex::new(file))) })
     }
 
     #[cfg(test)]
@@ -430,16 +388,12 @@ impl QmpLog {
 
     fn record(&self, direction: Direction, message: &Value) {
         let Some(file) = &self.file else { return };
-        let ts_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         let dir = match direction {
             Direction::In => "in",
             Direction::Out => "out",
         };
-        let mut line =
-            serde_json::json!({ "ts_ms": ts_ms, "dir": dir, "msg": message }).to_string();
+        let mut line = serde_json::json!({ "ts_ms": ts_ms, "dir": dir, "msg": message }).to_string();
         line.push('\n');
         // Small appends to a local file; a failure must not disturb the VM.
         let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -462,10 +416,7 @@ mod tests {
 
     impl FakeQemu {
         async fn send(&mut self, message: Value) {
-            self.write
-                .write_all(format!("{message}\n").as_bytes())
-                .await
-                .unwrap();
+            self.write.write_all(format!("{message}\n").as_bytes()).await.unwrap();
         }
 
         async fn next_command(&mut self) -> Value {
@@ -474,27 +425,15 @@ mod tests {
         }
 
         async fn reply(&mut self, command: &Value, result: Value) {
-            self.send(serde_json::json!({ "return": result, "id": command["id"] }))
-                .await;
+            self.send(serde_json::json!({ "return": result, "id": command["id"] })).await;
         }
     }
 
-    async fn connected(
-        timeout: Duration,
-    ) -> (
-        QmpClient,
-        JoinHandle<()>,
-        mpsc::UnboundedReceiver<QemuEvent>,
-        FakeQemu,
-    ) {
+    async fn connected(timeout: Duration) -> (QmpClient, JoinHandle<()>, mpsc::UnboundedReceiver<QemuEvent>, FakeQemu) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let (read, write) = theirs.into_split();
-        let mut fake = FakeQemu {
-            lines: BufReader::new(read).lines(),
-            write,
-        };
-        fake.send(serde_json::json!({"QMP": {"version": {}, "capabilities": ["oob"]}}))
-            .await;
+        let mut fake = FakeQemu { lines: BufReader::new(read).lines(), write };
+        fake.send(serde_json::json!({"QMP": {"version": {}, "capabilities": ["oob"]}})).await;
         let (tx, rx) = mpsc::unbounded_channel();
         let connect = tokio::spawn(QmpClient::connect(ours, QmpLog::disabled(), tx, timeout));
         let caps = fake.next_command().await;
@@ -513,46 +452,18 @@ mod tests {
         });
         let command = fake.next_command().await;
         assert_eq!(command["execute"], "query-status");
-        fake.send(
-            serde_json::json!({"event": "SOME_FUTURE_EVENT", "data": {"x": 1}, "timestamp": {}}),
-        )
-        .await;
-        fake.send(serde_json::json!({"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"}}))
-            .await;
-        fake.reply(
-            &command,
-            serde_json::json!({"running": false, "status": "paused", "singlestep": false}),
-        )
-        .await;
-        assert_eq!(
-            status.await.unwrap().unwrap(),
-            RunStatus {
-                running: false,
-                status: "paused".into()
-            }
-        );
-        assert_eq!(
-            events.recv().await,
-            Some(QemuEvent::Shutdown {
-                guest_initiated: true
-            })
-        );
+        fake.send(serde_json::json!({"event": "SOME_FUTURE_EVENT", "data": {"x": 1}, "timestamp": {}})).await;
+        fake.send(serde_json::json!({"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"}})).await;
+        fake.reply(&command, serde_json::json!({"running": false, "status": "paused", "singlestep": false})).await;
+        assert_eq!(status.await.unwrap().unwrap(), RunStatus { running: false, status: "paused".into() });
+        assert_eq!(events.recv().await, Some(QemuEvent::Shutdown { guest_initiated: true }));
     }
 
     #[tokio::test]
     async fn a_timed_out_command_does_not_break_the_next_one() {
         let (client, _reader, _events, mut fake) = connected(Duration::from_millis(200)).await;
         let err = client.stop().await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                QemuError::QmpTimeout {
-                    command: "stop",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, QemuError::QmpTimeout { command: "stop", .. }), "{err}");
         let stop = fake.next_command().await;
         let cont = tokio::spawn({
             let client = client.clone();
@@ -575,10 +486,7 @@ mod tests {
         let error = serde_json::json!({"error": {"class": "GenericError", "desc": "nope"}, "id": command["id"]});
         fake.send(error).await;
         let err = cont.await.unwrap().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "QMP command cont failed: nope (GenericError)"
-        );
+        assert_eq!(err.to_string(), "QMP command cont failed: nope (GenericError)");
     }
 
     #[tokio::test]
@@ -592,10 +500,7 @@ mod tests {
         drop(fake);
         assert!(matches!(status.await.unwrap(), Err(QemuError::QmpClosed)));
         reader.await.unwrap();
-        assert!(matches!(
-            client.query_status().await,
-            Err(QemuError::QmpClosed)
-        ));
+        assert!(matches!(client.query_status().await, Err(QemuError::QmpClosed)));
         client.quit().await.unwrap();
     }
 

@@ -9,34 +9,17 @@ use vireo_qemu::{LaunchConfig, RuntimePaths, build_argv};
 fn check_golden(name: &str, spec_json: &str, accel: Accel) {
     let spec: VmSpec = serde_json::from_str(spec_json).expect("test spec parses");
     let paths = RuntimePaths::new(PathBuf::from("/run/vireo/vms/web1"));
-    let argv = build_argv(&LaunchConfig {
-        spec: &spec,
-        accel,
-        paths: &paths,
-        qmp_fd: 3,
-        console_fd: 4,
-    });
+    let argv = build_argv(&LaunchConfig { spec: &spec, accel, paths: &paths, qmp_fd: 3, console_fd: 4 });
     // One argument per line: a diff shows exactly which argument changed.
     let actual = argv.join("\n") + "\n";
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);
     if std::env::var_os("VIREO_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|err| {
-        panic!(
-            "{}: {err}; run with VIREO_UPDATE_GOLDEN=1 to create it",
-            path.display()
-        )
-    });
-    assert_eq!(
-        actual,
-        expected,
-        "argv differs from {}; VIREO_UPDATE_GOLDEN=1 regenerates it",
-        path.display()
-    );
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("{}: {err}; run with VIREO_UPDATE_GOLDEN=1 to create it", path.display()));
+    assert_eq!(actual, expected, "argv differs from {}; VIREO_UPDATE_GOLDEN=1 regenerates it", path.display());
 }
 
 #[test]

@@ -9,33 +9,14 @@ async fn reports_every_item_and_finds_qemu() {
     let names: Vec<&str> = check.items.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(
         names,
-        [
-            "qemu-system-x86_64",
-            "qemu-img",
-            "accelerator",
-            "/dev/kvm",
-            "cgroups",
-            "hugepages",
-            "kvm modules"
-        ]
+        ["qemu-system-x86_64", "qemu-img", "accelerator", "/dev/kvm", "cgroups", "hugepages", "kvm modules"]
     );
-    assert!(
-        check.accel == "kvm" || check.accel == "tcg",
-        "{}",
-        check.accel
-    );
+    assert!(check.accel == "kvm" || check.accel == "tcg", "{}", check.accel);
     assert!(!check.accel_reason.is_empty());
     let qemu = &check.items[0];
     assert_eq!(qemu.status, CheckStatus::Ok, "{qemu:?}");
-    assert!(
-        qemu.detail.contains("QEMU emulator version"),
-        "{}",
-        qemu.detail
-    );
+    assert!(qemu.detail.contains("QEMU emulator version"), "{}", qemu.detail);
     for item in &check.items {
-        assert!(
-            item.status == CheckStatus::Ok || item.fix.is_some() || item.name == "/dev/kvm",
-            "{item:?}"
-        );
+        assert!(item.status == CheckStatus::Ok || item.fix.is_some() || item.name == "/dev/kvm", "{item:?}");
     }
 }

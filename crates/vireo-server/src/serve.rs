@@ -26,6 +26,7 @@ pub struct ServeOptions {
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    init_logging();
     // Everything the daemon creates (database, token, sockets, logs) is private to its user.
     umask(Mode::from_bits_truncate(0o077));
     create_private_dir(&opts.data_dir)?;
@@ -57,6 +58,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs go to stderr; `VIREO_LOG` takes a tracing filter such as `debug` or `vireo_server=trace`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIREO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Fails only if a subscriber is already installed (e.g. by an embedding program); keep that one.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 fn create_private_dir(path: &Path) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -69,9 +78,8 @@ fn create_private_dir(path: &Path) -> anyhow::Result<()> {
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<File>> {
     let path = data_dir.join("daemon.lock");
     let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-        anyhow::anyhow!("another vireo daemon already uses {} ({errno})", data_dir.display())
-    })
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| anyhow::anyhow!("another vireo daemon already uses {} ({errno})", data_dir.display()))
 }
 
 fn bind_unix_socket(path: &Path) -> anyhow::Result<UnixListener> {

@@ -39,7 +39,9 @@ impl ApiToken {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        writeln!(file, "{token}").and_then(|_| file.sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(file, "{token}")
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(ApiToken(token))
     }
 

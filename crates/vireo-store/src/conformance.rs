@@ -52,12 +52,8 @@ async fn update_is_compare_and_swap(store: &dyn Store) {
     let mut record = store.get_vm("a1").await.unwrap().unwrap();
     let stale = record.clone();
     record.state = VmState::Running;
-    record.runtime = Some(RuntimeRecord {
-        pid: 42,
-        pid_start_ticks: 7,
-        accel: Accel::Tcg,
-        runtime_dir: PathBuf::from("/run/x"),
-    });
+    record.runtime =
+        Some(RuntimeRecord { pid: 42, pid_start_ticks: 7, accel: Accel::Tcg, runtime_dir: PathBuf::from("/run/x") });
     let new_revision = store.update_vm(&record).await.unwrap();
     assert_eq!(new_revision, stale.revision + 1);
     let got = store.get_vm("a1").await.unwrap().unwrap();

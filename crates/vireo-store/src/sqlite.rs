@@ -26,9 +26,17 @@ const MIGRATIONS: &[&str] = &[r#"
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteStoreError {
     #[error("cannot open database {path}")]
-    Open { path: String, #[source] source: rusqlite::Error },
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("cannot migrate database schema to version {version}")]
-    Migrate { version: usize, #[source] source: rusqlite::Error },
+    Migrate {
+        version: usize,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("database {path} has schema version {found}, newer than this vireo understands ({known})")]
     TooNew { path: String, found: usize, known: usize },
     #[error("stored record of VM '{name}' is unreadable: {reason}")]

@@ -27,11 +27,7 @@ pub fn test_guest() -> &'static (PathBuf, PathBuf) {
         let dir = std::env::var_os("VIREO_TEST_GUEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/var/cache/vireo/test-guest"));
-        let dir = if has_guest(&dir) {
-            dir
-        } else {
-            build_test_guest()
-        };
+        let dir = if has_guest(&dir) { dir } else { build_test_guest() };
         (dir.join("vmlinuz"), dir.join("initramfs.img"))
     })
 }
@@ -46,25 +42,10 @@ fn build_test_guest() -> PathBuf {
         .stderr(std::process::Stdio::inherit())
         .output()
         .unwrap_or_else(|err| panic!("cannot run {}: {err}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} failed: {}",
-        script.display(),
-        output.status
-    );
+    assert!(output.status.success(), "{} failed: {}", script.display(), output.status);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let dir = PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("build-test-guest.sh printed no directory")
-            .trim(),
-    );
-    assert!(
-        has_guest(&dir),
-        "{} has no vmlinuz and initramfs.img",
-        dir.display()
-    );
+    let dir = PathBuf::from(stdout.lines().last().expect("build-test-guest.sh printed no directory").trim());
+    assert!(has_guest(&dir), "{} has no vmlinuz and initramfs.img", dir.display());
     dir
 }
 
@@ -94,33 +75,20 @@ pub struct Console {
 
 impl Console {
     pub fn new(stream: UnixStream) -> Self {
-        Console {
-            stream,
-            output: Vec::new(),
-            cursor: 0,
-        }
+        Console { stream, output: Vec::new(), cursor: 0 }
     }
 
     pub async fn expect(&mut self, needle: &str) {
         let found = tokio::time::timeout(BOOT_TIMEOUT, self.read_until(needle.as_bytes())).await;
         match found {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => panic!(
-                "console: {err} while waiting for {needle:?}; got:\n{}",
-                self.text()
-            ),
-            Err(_) => panic!(
-                "console: no {needle:?} within {BOOT_TIMEOUT:?}; got:\n{}",
-                self.text()
-            ),
+            Ok(Err(err)) => panic!("console: {err} while waiting for {needle:?}; got:\n{}", self.text()),
+            Err(_) => panic!("console: no {needle:?} within {BOOT_TIMEOUT:?}; got:\n{}", self.text()),
         }
     }
 
     pub async fn send(&mut self, text: &str) {
-        self.stream
-            .write_all(text.as_bytes())
-            .await
-            .expect("console write");
+        self.stream.write_all(text.as_bytes()).await.expect("console write");
     }
 
     pub fn text(&self) -> String {
@@ -129,20 +97,14 @@ impl Console {
 
     async fn read_until(&mut self, needle: &[u8]) -> std::io::Result<()> {
         loop {
-            if let Some(at) = self.output[self.cursor..]
-                .windows(needle.len())
-                .position(|w| w == needle)
-            {
+            if let Some(at) = self.output[self.cursor..].windows(needle.len()).position(|w| w == needle) {
                 self.cursor += at + needle.len();
                 return Ok(());
             }
             let mut buf = [0u8; 4096];
             let n = self.stream.read(&mut buf).await?;
             if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "console closed",
-                ));
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "console closed"));
             }
             self.output.extend_from_slice(&buf[..n]);
         }
@@ -159,18 +121,12 @@ pub async fn next_event(events: &mut UnboundedReceiver<QemuEvent>) -> QemuEvent 
 }
 
 /// Collects events up to and including `wanted`.
-pub async fn events_until(
-    events: &mut UnboundedReceiver<QemuEvent>,
-    wanted: QemuEvent,
-) -> Vec<QemuEvent> {
+pub async fn events_until(events: &mut UnboundedReceiver<QemuEvent>, wanted: QemuEvent) -> Vec<QemuEvent> {
     let mut seen = Vec::new();
     loop {
         let event = next_event(events).await;
         let done = event == wanted;
-        assert!(
-            done || event != QemuEvent::Exited,
-            "QEMU exited while waiting for {wanted:?}; saw {seen:?}"
-        );
+        assert!(done || event != QemuEvent::Exited, "QEMU exited while waiting for {wanted:?}; saw {seen:?}");
         seen.push(event);
         if done {
             return seen;

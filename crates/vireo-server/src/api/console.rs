@@ -23,7 +23,8 @@ pub async fn attach(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ServerError> {
     let hub = state.manager.console(&name).await?;
-    let upgrade = upgrade.map_err(|e| ServerError::BadRequest(format!("the console needs a WebSocket upgrade: {}", e.body_text())))?;
+    let upgrade = upgrade
+        .map_err(|e| ServerError::BadRequest(format!("the console needs a WebSocket upgrade: {}", e.body_text())))?;
     Ok(upgrade.on_upgrade(move |socket| relay(socket, hub)))
 }
 

@@ -43,12 +43,8 @@ impl VmManager {
             Err(source) => return Err(self.fail_start(record, qemu_error(&name, "start")(source)).await),
         };
         let (pid, pid_start_ticks) = (process.pid, process.pid_start_ticks);
-        record.runtime = Some(RuntimeRecord {
-            pid,
-            pid_start_ticks,
-            accel: choice.accel,
-            runtime_dir: paths.dir().to_path_buf(),
-        });
+        record.runtime =
+            Some(RuntimeRecord { pid, pid_start_ticks, accel: choice.accel, runtime_dir: paths.dir().to_path_buf() });
         record.last_error = None;
         self.save_state(record, VmState::Starting).await?;
         let live = match self.attach(&name, process, &paths, record.spec.console.log_size.bytes()) {

@@ -60,7 +60,12 @@ fn is_regular_file(path: &Path) -> bool {
 }
 
 impl VmManager {
-    pub fn new(store: Arc<dyn Store>, qemu_binary: PathBuf, accel_facts: HostAccelFacts, vms_dir: PathBuf) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        qemu_binary: PathBuf,
+        accel_facts: HostAccelFacts,
+        vms_dir: PathBuf,
+    ) -> Arc<Self> {
         Arc::new(VmManager { store, qemu_binary, accel_facts, vms_dir, slots: Mutex::default() })
     }
 
@@ -150,6 +155,5 @@ impl VmManager {
 }
 
 fn ensure(record: &VmRecord, action: Action) -> Result<(), ServerError> {
-    check_action(record.state, action)
-        .map_err(|source| ServerError::InvalidState { name: record.name.clone(), source })
+    check_action(record.state, action).map_err(|source| ServerError::InvalidState { name: record.name.clone(), source })
 }

@@ -1,0 +1,19 @@
+//! `vireo host ...`
+
+use vireo_client::{Client, Endpoint};
+
+use crate::cli::{HostCommand, OutputFormat};
+use crate::output;
+
+pub async fn run(command: HostCommand, endpoint: Endpoint) -> anyhow::Result<()> {
+    let client = Client::new(endpoint);
+    match command {
+        HostCommand::Check { output } => {
+            let check = client.host_check().await?;
+            match output.format {
+                OutputFormat::Json => output::print_json(&check),
+                OutputFormat::Table => output::print(&output::host_check_report(&check)),
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! One module per command group; each turns parsed arguments into client calls and output.
+
+mod host;
+mod serve;
+mod vm;
+
+use clap::{ArgMatches, CommandFactory};
+
+use crate::cli::{Cli, Command};
+use crate::connection;
+use crate::output;
+
+pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args, cli.connection.socket).await,
+        Command::Vm(command) => vm::run(command, connection::endpoint(&cli.connection, matches)?).await,
+        Command::Host(command) => host::run(command, connection::endpoint(&cli.connection, matches)?).await,
+        Command::Completions { shell } => {
+            // Generated into memory first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vireo", &mut script);
+            output::write_stdout(&script)
+        }
+    }
+}

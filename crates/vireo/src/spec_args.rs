@@ -1,0 +1,281 @@
+//! Building a `VmSpec` for `vm create`, from flags or from a TOML file, and checking it
+//! locally so that an invalid spec is reported before anything is sent to the daemon.
+
+use std::path::Path;
+
+use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskFormat, DiskSpec, VmSpec};
+use vireo_core::SpecError;
+
+use crate::cli::CreateArgs;
+use crate::paths::absolute;
+
+/// Whether host paths in the spec can be checked from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileCheck {
+    /// The daemon runs on this host (Unix socket): kernel and disk files must exist here.
+    Local,
+    /// The daemon is elsewhere (`--url`): its host checks the files.
+    Remote,
+}
+
+/// The spec the flags describe, with relative paths made absolute against `cwd`.
+pub fn spec_from_flags(args: &CreateArgs, cwd: &Path) -> Result<VmSpec, String> {
+    let memory = args.memory.as_deref().ok_or("--memory is required")?;
+    let memory: ByteSize = memory.parse().map_err(|e| format!("--memory: {e}"))?;
+    let log_size = match &args.console_log_size {
+        Some(size) => size.parse().map_err(|e| format!("--console-log-size: {e}"))?,
+        None => ConsoleSpec::default().log_size,
+    };
+    let disks = args.disks.iter().map(|disk| parse_disk(disk, cwd)).collect::<Result<Vec<_>, _>>()?;
+    Ok(VmSpec {
+        name: args.name.clone(),
+        vcpus: args.vcpus.unwrap_or(1),
+        memory,
+        accel: args.accel.map(Into::into).unwrap_or_default(),
+        boot: BootSpec {
+            kernel: args.kernel.as_deref().map(|p| absolute(cwd, p)),
+            initrd: args.initrd.as_deref().map(|p| absolute(cwd, p)),
+            cmdline: args.cmdline.clone(),
+        },
+        disks,
+        console: ConsoleSpec { log_size },
+    })
+}
+
+/// Validates a spec built from flags, naming the flag at fault.
+pub fn validate_flags(spec: &VmSpec, check: FileCheck) -> Result<(), String> {
+    validate(spec, check).map_err(|err| {
+        let reason = err.reason.replace("boot.kernel", "--kernel");
+        match err.field.as_str() {
+            "boot" => "nothing to boot: give --kernel or at least one --disk".to_string(),
+            field => format!("{}: {reason}", flag_for_field(field)),
+        }
+    })
+}
+
+/// The command-line flag that sets a spec field.
+fn flag_for_field(field: &str) -> &str {
+    match field {
+        "vcpus" => "--vcpus",
+        "memory" => "--memory",
+        "accel" => "--accel",
+        "boot.kernel" => "--kernel",
+        "boot.initrd" => "--initrd",
+        "boot.cmdline" => "--cmdline",
+        "console.log_size" => "--console-log-size",
+        disk if disk.starts_with("disks") => "--disk",
+        other => other,
+    }
+}
+
+/// Reads `text` (the contents of `file`) as the spec of VM `name`: the file's `name` may be
+/// omitted but must otherwise agree. Errors read `FILE: FIELD: REASON`.
+pub fn spec_from_file(name: &str, file: &str, text: &str, check: FileCheck) -> Result<VmSpec, String> {
+    let fail = |field: &str, reason: &str| {
+        if field.is_empty() { format!("{file}: {reason}") } else { format!("{file}: {field}: {reason}") }
+    };
+    let mut table: toml::Table = text.parse().map_err(|err: toml::de::Error| {
+        let line = err.span().and_then(|span| text.get(..span.start)).map(|before| before.matches('\n').count() + 1);
+        let reason = err.message().trim();
+        fail(&line.map(|n| format!("line {n}")).unwrap_or_default(), reason)
+    })?;
+    match table.get("name").and_then(toml::Value::as_str) {
+        Some(inner) if inner != name => {
+            return Err(fail("name", &format!("is '{inner}' but the command line says '{name}'")));
+        }
+        Some(_) => {}
+        None if table.contains_key("name") => {} // not a string: let the spec parser explain
+        None => {
+            table.insert("name".into(), toml::Value::String(name.to_string()));
+        }
+    }
+    let text = toml::to_string(&table).map_err(|e| fail("", &e.to_string()))?;
+    let spec = vireo_core::parse_spec_toml(&text).map_err(|e| fail(&e.field, &e.reason))?;
+    validate(&spec, check).map_err(|e| fail(&e.field, &e.reason))?;
+    Ok(spec)
+}
+
+fn validate(spec: &VmSpec, check: FileCheck) -> Result<(), SpecError> {
+    match check {
+        FileCheck::Local => vireo_core::validate_spec(spec, &|path: &Path| path.is_file()),
+        FileCheck::Remote => vireo_core::validate_spec(spec, &|_: &Path| true),
+    }
+}
+
+/// `PATH[,format=raw|qcow2][,readonly=on|off]`; a literal ',' in PATH is written ',,' as in QEMU.
+pub fn parse_disk(value: &str, cwd: &Path) -> Result<DiskSpec, String> {
+    let fail = |reason: String| format!("--disk '{value}': {reason}");
+    let mut parts = split_options(value).into_iter();
+    let path = parts.next().unwrap_or_default();
+    if path.is_empty() {
+        return Err(fail("no image path".into()));
+    }
+    let mut disk = DiskSpec { path: absolute(cwd, Path::new(&path)), format: None, readonly: false };
+    for option in parts {
+        match option.split_once('=') {
+            Some(("format", "raw")) => disk.format = Some(DiskFormat::Raw),
+            Some(("format", "qcow2")) => disk.format = Some(DiskFormat::Qcow2),
+            Some(("format", other)) => {
+                return Err(fail(format!("unknown format '{other}' (use raw or qcow2)")));
+            }
+            Some(("readonly", flag)) => {
+                disk.readonly =
+                    parse_on_off(flag).ok_or_else(|| fail(format!("readonly must be on or off, got '{flag}'")))?
+            }
+            None if option == "readonly" => disk.readonly = true,
+            _ => {
+                return Err(fail(format!("unknown option '{option}' (use format=raw|qcow2 or readonly=on)")));
+            }
+        }
+    }
+    Ok(disk)
+}
+
+fn parse_on_off(flag: &str) -> Option<bool> {
+    match flag {
+        "on" | "true" | "yes" => Some(true),
+        "off" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// Splits on ',' except where it is doubled.
+fn split_options(value: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ',' if chars.peek() == Some(&',') => {
+                chars.next();
+                current.push(',');
+            }
+            ',' => parts.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    parts.push(current);
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command, VmCommand};
+
+    fn create_args(flags: &[&str]) -> CreateArgs {
+        let argv = [&["vireo", "vm", "create", "web1"], flags].concat();
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Vm(VmCommand::Create(args)) => args,
+            other => panic!("not a create: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn disks_take_options() {
+        let cwd = Path::new("/work");
+        let disk = parse_disk("a.qcow2", cwd).unwrap();
+        assert_eq!(disk, DiskSpec { path: "/work/a.qcow2".into(), format: None, readonly: false });
+        let disk = parse_disk("/img/b,format=raw,readonly=on", cwd).unwrap();
+        assert_eq!(disk, DiskSpec { path: "/img/b".into(), format: Some(DiskFormat::Raw), readonly: true });
+        let disk = parse_disk("./odd,,name.img,readonly,format=qcow2", cwd).unwrap();
+        assert_eq!(disk.path, PathBuf::from("/work/odd,name.img"));
+        assert!(disk.readonly);
+        assert_eq!(disk.format, Some(DiskFormat::Qcow2));
+    }
+
+    #[test]
+    fn bad_disk_options_say_what_is_wrong() {
+        let cwd = Path::new("/");
+        assert!(parse_disk(",format=raw", cwd).unwrap_err().contains("no image path"));
+        assert!(parse_disk("a,format=vmdk", cwd).unwrap_err().contains("unknown format 'vmdk'"));
+        assert!(parse_disk("a,readonly=maybe", cwd).unwrap_err().contains("readonly must be on or off"));
+        assert!(parse_disk("a,cache=none", cwd).unwrap_err().contains("unknown option 'cache=none'"));
+    }
+
+    #[test]
+    fn flags_build_a_spec() {
+        let args = create_args(&[
+            "--vcpus",
+            "2",
+            "--memory",
+            "256MiB",
+            "--kernel",
+            "bzImage",
+            "--initrd",
+            "/i/initrd",
+            "--cmdline",
+            "console=ttyS0 quiet",
+            "--disk",
+            "root.qcow2",
+            "--accel",
+            "tcg",
+            "--console-log-size",
+            "64KiB",
+        ]);
+        let spec = spec_from_flags(&args, Path::new("/vms")).unwrap();
+        assert_eq!(spec.name, "web1");
+        assert_eq!(spec.vcpus, 2);
+        assert_eq!(spec.memory, ByteSize::mib(256));
+        assert_eq!(spec.accel, vireo_api::Accel::Tcg);
+        assert_eq!(spec.boot.kernel, Some(PathBuf::from("/vms/bzImage")));
+        assert_eq!(spec.boot.initrd, Some(PathBuf::from("/i/initrd")));
+        assert_eq!(spec.boot.cmdline.as_deref(), Some("console=ttyS0 quiet"));
+        assert_eq!(spec.disks[0].path, PathBuf::from("/vms/root.qcow2"));
+        assert_eq!(spec.console.log_size, ByteSize(64 * 1024));
+        assert_eq!(validate_flags(&spec, FileCheck::Remote), Ok(()));
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag() {
+        let args = create_args(&["--memory", "lots"]);
+        assert!(spec_from_flags(&args, Path::new("/")).unwrap_err().starts_with("--memory: "));
+        let spec = spec_from_flags(&create_args(&["--memory", "1MiB", "--kernel", "/k"]), Path::new("/")).unwrap();
+        let err = validate_flags(&spec, FileCheck::Remote).unwrap_err();
+        assert!(err.starts_with("--memory: must be between 16MiB and 1TiB"), "{err}");
+        let spec =
+            spec_from_flags(&create_args(&["--memory", "64M", "--kernel", "/no/such/k"]), Path::new("/")).unwrap();
+        assert!(
+            validate_flags(&spec, FileCheck::Local).unwrap_err().starts_with("--kernel: /no/such/k does not exist")
+        );
+        let spec = spec_from_flags(&create_args(&["--memory", "64M"]), Path::new("/")).unwrap();
+        assert_eq!(
+            validate_flags(&spec, FileCheck::Remote).unwrap_err(),
+            "nothing to boot: give --kernel or at least one --disk"
+        );
+        let spec = spec_from_flags(&create_args(&["--memory", "64M", "--initrd", "/i"]), Path::new("/")).unwrap();
+        assert_eq!(validate_flags(&spec, FileCheck::Remote).unwrap_err(), "--initrd: needs --kernel");
+    }
+
+    const FILE: &str = "memory = \"128MiB\"\n[boot]\nkernel = \"/k/bzImage\"\n";
+
+    #[test]
+    fn a_file_may_omit_the_name() {
+        let spec = spec_from_file("web1", "spec.toml", FILE, FileCheck::Remote).unwrap();
+        assert_eq!(spec.name, "web1");
+        assert_eq!(spec.memory, ByteSize::mib(128));
+        let named = format!("name = \"web1\"\n{FILE}");
+        assert!(spec_from_file("web1", "spec.toml", &named, FileCheck::Remote).is_ok());
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_field() {
+        let check = |text: &str| spec_from_file("web1", "spec.toml", text, FileCheck::Remote).unwrap_err();
+        assert_eq!(
+            check(&format!("name = \"db\"\n{FILE}")),
+            "spec.toml: name: is 'db' but the command line says 'web1'"
+        );
+        assert!(check(&FILE.replace("128MiB", "8MiB")).starts_with("spec.toml: memory: must be between"));
+        let err = check(&format!("vcpu = 2\n{FILE}"));
+        assert!(err.starts_with("spec.toml: vcpu: unknown field"), "{err}");
+        let err = check(&FILE.replace("kernel", "kernal"));
+        assert!(err.starts_with("spec.toml: boot.kernal: unknown field"), "{err}");
+        let err = check("memory = \n");
+        assert!(err.starts_with("spec.toml: line 1: "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
