@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::AppState;
 use crate::error::ServerError;
 
-#[utoipa::path(get, path = "/v1/vms/{name}/console", tag = "vms", params(("name" = String, Path)),
+#[utoipa::path(operation_id = "attach_vm_console", get, path = "/v1/vms/{name}/console", tag = "vms", params(("name" = String, Path)),
     responses((status = 101, description = "WebSocket: binary frames of raw console bytes, both directions"),
         (status = 404, body = vireo_api::ApiError), (status = 409, description = "VM not running", body = vireo_api::ApiError)))]
 pub async fn attach(

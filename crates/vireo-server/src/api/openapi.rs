@@ -37,7 +37,7 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "host",
+#[utoipa::path(operation_id = "get_openapi", get, path = "/v1/openapi.json", tag = "host",
     responses((status = 200, description = "This document", content_type = "application/json")))]
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

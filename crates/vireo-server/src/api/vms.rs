@@ -43,14 +43,14 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     })
 }
 
-#[utoipa::path(get, path = "/v1/vms", tag = "vms",
+#[utoipa::path(operation_id = "list_vms", get, path = "/v1/vms", tag = "vms",
     responses((status = 200, description = "All defined VMs, by name", body = [Vm])))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Vm>>> {
     let records = state.manager.list().await?;
     Ok(Json(records.into_iter().map(to_wire).collect()))
 }
 
-#[utoipa::path(post, path = "/v1/vms", tag = "vms", request_body = VmSpec,
+#[utoipa::path(operation_id = "create_vm", post, path = "/v1/vms", tag = "vms", request_body = VmSpec,
     responses(
         (status = 201, description = "VM defined (stopped)", body = Vm),
         (status = 409, description = "Name taken", body = ApiError),
@@ -65,13 +65,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(to_wire(record))))
 }
 
-#[utoipa::path(get, path = "/v1/vms/{name}", tag = "vms", params(("name" = String, Path)),
+#[utoipa::path(operation_id = "get_vm", get, path = "/v1/vms/{name}", tag = "vms", params(("name" = String, Path)),
     responses((status = 200, body = Vm), (status = 404, body = ApiError)))]
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vm>> {
     Ok(Json(to_wire(state.manager.get(&name).await?)))
 }
 
-#[utoipa::path(delete, path = "/v1/vms/{name}", tag = "vms", params(("name" = String, Path)),
+#[utoipa::path(operation_id = "delete_vm", delete, path = "/v1/vms/{name}", tag = "vms", params(("name" = String, Path)),
     responses(
         (status = 204, description = "Deleted with its console log and runtime files"),
         (status = 404, body = ApiError),
@@ -81,7 +81,7 @@ pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> 
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/vms/{name}/start", tag = "vms", params(("name" = String, Path)),
+#[utoipa::path(operation_id = "start_vm", post, path = "/v1/vms/{name}/start", tag = "vms", params(("name" = String, Path)),
     responses(
         (status = 200, description = "QEMU is running the guest", body = Vm),
         (status = 409, body = ApiError), (status = 422, description = "Accelerator unavailable", body = ApiError),
@@ -90,7 +90,7 @@ pub async fn start(State(state): State<AppState>, Path(name): Path<String>) -> A
     Ok(Json(to_wire(state.manager.start(&name).await?)))
 }
 
-#[utoipa::path(post, path = "/v1/vms/{name}/stop", tag = "vms", params(("name" = String, Path)),
+#[utoipa::path(operation_id = "stop_vm", post, path = "/v1/vms/{name}/stop", tag = "vms", params(("name" = String, Path)),
     request_body(content = Option<StopRequest>, description = "Empty for a graceful stop with the default timeout"),
     responses((status = 200, description = "Stopped", body = Vm), (status = 409, body = ApiError)))]
 pub async fn stop(
@@ -107,26 +107,26 @@ pub async fn stop(
     Ok(Json(to_wire(state.manager.stop(&name, &request).await?)))
 }
 
-#[utoipa::path(post, path = "/v1/vms/{name}/pause", tag = "vms", params(("name" = String, Path)),
+#[utoipa::path(operation_id = "pause_vm", post, path = "/v1/vms/{name}/pause", tag = "vms", params(("name" = String, Path)),
     responses((status = 200, body = Vm), (status = 409, body = ApiError)))]
 pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vm>> {
     Ok(Json(to_wire(state.manager.pause(&name).await?)))
 }
 
-#[utoipa::path(post, path = "/v1/vms/{name}/resume", tag = "vms", params(("name" = String, Path)),
+#[utoipa::path(operation_id = "resume_vm", post, path = "/v1/vms/{name}/resume", tag = "vms", params(("name" = String, Path)),
     responses((status = 200, body = Vm), (status = 409, body = ApiError)))]
 pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vm>> {
     Ok(Json(to_wire(state.manager.resume(&name).await?)))
 }
 
-#[utoipa::path(post, path = "/v1/vms/{name}/restart", tag = "vms", params(("name" = String, Path)),
+#[utoipa::path(operation_id = "restart_vm", post, path = "/v1/vms/{name}/restart", tag = "vms", params(("name" = String, Path)),
     responses((status = 200, description = "Powered off gracefully and started again", body = Vm),
         (status = 409, body = ApiError)))]
 pub async fn restart(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vm>> {
     Ok(Json(to_wire(state.manager.restart(&name).await?)))
 }
 
-#[utoipa::path(get, path = "/v1/vms/{name}/logs", tag = "vms", params(("name" = String, Path), LogsQuery),
+#[utoipa::path(operation_id = "get_vm_logs", get, path = "/v1/vms/{name}/logs", tag = "vms", params(("name" = String, Path), LogsQuery),
     responses((status = 200, description = "Console output, oldest first", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, body = ApiError)))]
 pub async fn logs(
