@@ -139,3 +139,29 @@ async fn killed_qemu_is_detected_as_crashed() {
     client.stop_vm("victim", &StopRequest { force: true, timeout_secs: None }).await.unwrap();
     assert_eq!(client.get_vm("victim").await.unwrap().state, VmState::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn force_stop_rescues_a_hanging_graceful_stop() {
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    client.create_vm(&guest_spec("frozen")).await.unwrap();
+    let pid = client.start_vm("frozen").await.unwrap().pid.expect("pid");
+    wait_for_log(&client, "frozen", MARKER, BOOT_TIMEOUT).await;
+    // A frozen QEMU answers nothing: the graceful stop hangs in `stopping`.
+    std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
+    let graceful = {
+        let client = client.clone();
+        tokio::spawn(
+            async move { client.stop_vm("frozen", &StopRequest { force: false, timeout_secs: Some(300) }).await },
+        )
+    };
+    wait_for_state(&client, "frozen", VmState::Stopping, Duration::from_secs(10)).await;
+    let forced = client.stop_vm("frozen", &StopRequest { force: true, timeout_secs: None }).await.unwrap();
+    assert_eq!(forced.state, VmState::Stopped);
+    let graceful = graceful.await.unwrap().unwrap();
+    assert_eq!(graceful.state, VmState::Stopped);
+    assert_eq!(client.get_vm("frozen").await.unwrap().pid, None);
+    // Nothing left to stop: a second forced stop does not fit the state.
+    let err = client.stop_vm("frozen", &StopRequest { force: true, timeout_secs: None }).await.unwrap_err();
+    assert_eq!(err.api().map(|e| e.code), Some(vireo_api::ErrorCode::InvalidState));
+}

@@ -76,16 +76,13 @@ impl VmManager {
 
     pub async fn stop(self: &Arc<Self>, name: &str, request: &StopRequest) -> Result<VmRecord, ServerError> {
         let slot = self.slot(name);
-        if request.force {
-            // Killing first, outside the job lock, is what lets a forced stop
-            // rescue a VM whose start or graceful stop is hanging.
-            if let Some(live) = slot.live() {
-                live.kill();
-            }
-        }
+        // Killing first, outside the job lock, is what lets a forced stop
+        // rescue a VM whose start or graceful stop is hanging.
+        let killed = request.force && slot.live().inspect(|live| live.kill()).is_some();
         let _job = slot.job.lock().await;
         let mut record = self.load(name).await?;
-        if request.force && record.state == VmState::Stopped {
+        if killed && record.state == VmState::Stopped {
+            // The operation we interrupted has already recorded the stop.
             return Ok(record);
         }
         ensure(&record, if request.force { Action::ForceStop } else { Action::Stop })?;

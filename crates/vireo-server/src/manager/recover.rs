@@ -60,6 +60,11 @@ impl VmManager {
         };
         let state = match live.qmp.query_status().await {
             Ok(status) if status.running => VmState::Running,
+            // The previous daemon died between spawning QEMU and letting it run.
+            Ok(status) if status.status == "prelaunch" => match live.qmp.cont().await {
+                Ok(()) => VmState::Running,
+                Err(_) => VmState::Paused,
+            },
             Ok(_) => VmState::Paused,
             Err(err) => {
                 tracing::warn!(vm = %record.name, error = %err, "cannot query re-attached QEMU");
