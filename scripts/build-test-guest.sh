@@ -92,7 +92,7 @@ fi
 # --- what would be built ----------------------------------------------------
 # Resolve the concrete kernel package behind the metapackage from the local
 # apt lists: its Depends names linux-image-<abi>-cloud-amd64 (= <version>).
-kernel_pkg= kernel_ver=
+kernel_pkg='' kernel_ver=''
 resolve_kernel_pkg() {
 	local info dep part
 	if [[ $meta_pkg =~ ^linux-image-[0-9] ]]; then # already a concrete package
@@ -270,14 +270,14 @@ skipped_builtin=()
 visit() {
 	local m=$1 d deps
 	case ${state[$m]:-} in
-	done) return 0 ;;
-	active) die "module dependency cycle at $m" ;;
+	visited) return 0 ;;
+	visiting) die "module dependency cycle at $m" ;;
 	esac
-	state[$m]=active
+	state[$m]=visiting
 	if [[ -z ${modfile[$m]:-} ]]; then
 		[[ -n ${builtin[$m]:-} ]] || die "module $m is neither a module nor built in"
 		skipped_builtin+=("$m")
-		state[$m]=done
+		state[$m]=visited
 		return 0
 	fi
 	extract_module "$m"
@@ -291,7 +291,7 @@ visit() {
 		visit "$(norm "$d")"
 	done
 	order+=("$m")
-	state[$m]=done
+	state[$m]=visited
 }
 
 while IFS= read -r want; do
