@@ -8,13 +8,17 @@
 pub mod error;
 pub mod host;
 pub mod size;
+pub mod snapshot;
 pub mod spec;
+pub mod storage;
 pub mod vm;
 
 pub use error::{ApiError, ErrorCode};
 pub use host::{CheckStatus, HostCheck, HostCheckItem};
 pub use size::ByteSize;
-pub use spec::{Accel, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, VmSpec};
+pub use snapshot::{Snapshot, SnapshotCreate, SnapshotKind};
+pub use spec::{Accel, BootSpec, ConsoleSpec, DiskAio, DiskBus, DiskCache, DiskFormat, DiskSpec, VmSpec};
+pub use storage::{Pool, PoolSpec, PoolType, Progress, Volume, VolumeClone, VolumeCreate, VolumeImport, VolumeResize};
 pub use vm::{StopRequest, Vm, VmState};
 
 /// The API version prefix every route lives under.

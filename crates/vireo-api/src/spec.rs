@@ -75,18 +75,70 @@ pub struct BootSpec {
     pub cmdline: Option<String>,
 }
 
-/// A disk image file attached to the VM.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A disk of the VM: a volume of a storage pool, or an image file given by path.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiskSpec {
-    /// Absolute path of the image file on the host.
-    #[schema(value_type = String)]
-    pub path: PathBuf,
-    /// Image format; when omitted, `qcow2` for `*.qcow2` files and `raw` otherwise.
+    /// A volume as `POOL/NAME`; give either this or `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Absolute path of an image file on the host; give either this or `volume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub path: Option<PathBuf>,
+    /// Image format of a `path` disk; when omitted, `qcow2` for `*.qcow2` files and `raw` otherwise.
+    /// A volume's format is the volume's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DiskFormat>,
     /// Attach the disk read-only.
     #[serde(default)]
     pub readonly: bool,
+    #[serde(default)]
+    pub bus: DiskBus,
+    #[serde(default)]
+    pub cache: DiskCache,
+    #[serde(default)]
+    pub aio: DiskAio,
+    /// Firmware boot priority (1 boots first); disks without one come after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_order: Option<u32>,
+}
+
+/// How the guest sees the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskBus {
+    /// virtio-blk: fastest, and hot-pluggable.
+    #[default]
+    Virtio,
+}
+
+/// Host page-cache use, as QEMU and libvirt name the modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskCache {
+    /// Host page cache, flushes honoured (QEMU's default).
+    #[default]
+    Writeback,
+    /// Bypass the host page cache (O_DIRECT); needs a filesystem that supports it.
+    None,
+    /// Host page cache, every write synchronous.
+    Writethrough,
+    /// O_DIRECT and every write synchronous.
+    Directsync,
+    /// Flushes ignored: fast and unsafe on host crash.
+    Unsafe,
+}
+
+/// How QEMU submits disk I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskAio {
+    #[default]
+    Threads,
+    /// Linux AIO; needs `cache = "none"` or `"directsync"`.
+    Native,
+    IoUring,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -15,6 +15,8 @@ pub enum VmState {
     Paused,
     Stopping,
     Crashed,
+    /// Stopped with its memory saved to disk; `start` (or `restore`) resumes it where it was.
+    Saved,
 }
 
 impl VmState {
@@ -26,6 +28,7 @@ impl VmState {
             VmState::Paused => "paused",
             VmState::Stopping => "stopping",
             VmState::Crashed => "crashed",
+            VmState::Saved => "saved",
         }
     }
 }

@@ -13,6 +13,6 @@ pub mod state;
 pub mod store;
 
 pub use accel::{AccelChoice, AccelError, HostAccelFacts};
-pub use spec::{SpecError, parse_spec_json, parse_spec_toml, validate_spec};
+pub use spec::{SpecContext, SpecError, parse_spec_json, parse_spec_toml, validate_spec};
 pub use state::{Action, InvalidTransition, VmState};
-pub use store::{RuntimeRecord, Store, StoreError, VmRecord};
+pub use store::{ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord, VolumeRecord};

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use vireo_api::size::{MIB, TIB};
-use vireo_api::{ByteSize, DiskFormat, VmSpec};
+use vireo_api::{ByteSize, DiskAio, DiskCache, DiskFormat, DiskSpec, VmSpec};
 
 /// A spec that cannot be accepted, and which field is at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,13 +51,22 @@ fn path_error<E>(err: &serde_path_to_error::Error<E>, reason: &str) -> SpecError
     SpecError::new(field, reason)
 }
 
-/// Checks every field of `spec`. `file_exists` answers whether a host path is an existing regular file.
-pub fn validate_spec(spec: &VmSpec, file_exists: &dyn Fn(&Path) -> bool) -> Result<(), SpecError> {
+/// What validation needs to know about the host; the daemon answers from
+/// the filesystem and its store, tests answer from tables.
+pub trait SpecContext {
+    /// Whether a host path names an existing regular file.
+    fn file_exists(&self, path: &Path) -> bool;
+    /// Whether the volume `pool/name` exists.
+    fn volume_exists(&self, pool: &str, name: &str) -> bool;
+}
+
+/// Checks every field of `spec` against the host described by `host`.
+pub fn validate_spec(spec: &VmSpec, host: &dyn SpecContext) -> Result<(), SpecError> {
     validate_name(&spec.name).map_err(|reason| SpecError::new("name", reason))?;
     validate_vcpus(spec.vcpus)?;
     validate_memory(spec.memory)?;
-    validate_boot(spec, file_exists)?;
-    validate_disks(spec, file_exists)?;
+    validate_boot(spec, host)?;
+    validate_disks(&spec.disks, host)?;
     validate_console_log(spec.console.log_size)
 }
 
@@ -96,10 +105,10 @@ fn validate_memory(memory: ByteSize) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn validate_boot(spec: &VmSpec, file_exists: &dyn Fn(&Path) -> bool) -> Result<(), SpecError> {
+fn validate_boot(spec: &VmSpec, host: &dyn SpecContext) -> Result<(), SpecError> {
     let boot = &spec.boot;
     match &boot.kernel {
-        Some(kernel) => check_host_file("boot.kernel", kernel, file_exists)?,
+        Some(kernel) => check_host_file("boot.kernel", kernel, host)?,
         None => {
             if boot.initrd.is_some() {
                 return Err(SpecError::new("boot.initrd", "needs boot.kernel"));
@@ -113,7 +122,7 @@ fn validate_boot(spec: &VmSpec, file_exists: &dyn Fn(&Path) -> bool) -> Result<(
         }
     }
     if let Some(initrd) = &boot.initrd {
-        check_host_file("boot.initrd", initrd, file_exists)?;
+        check_host_file("boot.initrd", initrd, host)?;
     }
     if let Some(cmdline) = &boot.cmdline {
         if cmdline.len() > MAX_CMDLINE_LEN {
@@ -126,17 +135,88 @@ fn validate_boot(spec: &VmSpec, file_exists: &dyn Fn(&Path) -> bool) -> Result<(
     Ok(())
 }
 
-fn validate_disks(spec: &VmSpec, file_exists: &dyn Fn(&Path) -> bool) -> Result<(), SpecError> {
-    if spec.disks.len() > MAX_DISKS {
-        return Err(SpecError::new("disks", format!("at most {MAX_DISKS} disks, got {}", spec.disks.len())));
+/// Checks a VM's disks: each one alone, then that no volume or file is attached twice.
+pub fn validate_disks(disks: &[DiskSpec], host: &dyn SpecContext) -> Result<(), SpecError> {
+    if disks.len() > MAX_DISKS {
+        return Err(SpecError::new("disks", format!("at most {MAX_DISKS} disks, got {}", disks.len())));
     }
     let mut seen = HashSet::new();
-    for (index, disk) in spec.disks.iter().enumerate() {
-        let field = format!("disks[{index}].path");
-        check_host_file(&field, &disk.path, file_exists)?;
-        if !seen.insert(&disk.path) {
-            return Err(SpecError::new(field, format!("{} is attached twice", disk.path.display())));
+    let mut boot_orders = HashSet::new();
+    for (index, disk) in disks.iter().enumerate() {
+        let field = format!("disks[{index}]");
+        validate_disk(&field, disk, host)?;
+        let source = disk_source(disk);
+        if !seen.insert(source.clone()) {
+            return Err(SpecError::new(field, format!("{source} is attached twice")));
         }
+        if let Some(order) = disk.boot_order
+            && !boot_orders.insert(order)
+        {
+            return Err(SpecError::new(format!("{field}.boot_order"), format!("{order} is used by another disk")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one disk; `field` is its path in the spec, e.g. `disks[2]`.
+pub fn validate_disk(field: &str, disk: &DiskSpec, host: &dyn SpecContext) -> Result<(), SpecError> {
+    match (&disk.volume, &disk.path) {
+        (Some(_), Some(_)) => return Err(SpecError::new(field, "give either volume or path, not both")),
+        (None, None) => return Err(SpecError::new(field, "needs a volume (POOL/NAME) or a path")),
+        (Some(volume), None) => {
+            let field = format!("{field}.volume");
+            let (pool, name) = parse_volume_ref(volume).map_err(|reason| SpecError::new(&field, reason))?;
+            if disk.format.is_some() {
+                return Err(SpecError::new(&field, "a volume has its own format; drop `format`"));
+            }
+            if !host.volume_exists(pool, name) {
+                return Err(SpecError::new(field, format!("volume {volume} does not exist")));
+            }
+        }
+        (None, Some(path)) => check_host_file(&format!("{field}.path"), path, host)?,
+    }
+    if disk.aio == DiskAio::Native && !matches!(disk.cache, DiskCache::None | DiskCache::Directsync) {
+        return Err(SpecError::new(format!("{field}.aio"), "native needs cache \"none\" or \"directsync\""));
+    }
+    if disk.boot_order == Some(0) {
+        return Err(SpecError::new(format!("{field}.boot_order"), "must be 1 or more"));
+    }
+    Ok(())
+}
+
+/// What a disk refers to, for messages and duplicate checks.
+pub fn disk_source(disk: &DiskSpec) -> String {
+    match (&disk.volume, &disk.path) {
+        (Some(volume), _) => format!("volume {volume}"),
+        (None, Some(path)) => path.display().to_string(),
+        (None, None) => "nothing".to_string(),
+    }
+}
+
+/// Splits `POOL/NAME`, checking both names.
+pub fn parse_volume_ref(text: &str) -> Result<(&str, &str), String> {
+    let (pool, name) = text.split_once('/').ok_or_else(|| format!("'{text}' is not of the form POOL/NAME"))?;
+    validate_name(pool).map_err(|reason| format!("pool name {reason}"))?;
+    validate_volume_name(name).map_err(|reason| format!("volume name {reason}"))?;
+    Ok((pool, name))
+}
+
+pub const MAX_VOLUME_NAME_LEN: usize = 128;
+
+/// Volume names are file names inside the pool directory: no `/`, and no
+/// leading `.` (so never `.` or `..`), which rules out path traversal.
+pub fn validate_volume_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_VOLUME_NAME_LEN {
+        return Err(format!("must be at most {MAX_VOLUME_NAME_LEN} characters, got {}", name.len()));
+    }
+    if name.starts_with('.') {
+        return Err(format!("'{name}' must not start with '.'"));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        return Err(format!("'{name}' contains '{bad}'; use letters, digits, '.', '-' and '_'"));
     }
     Ok(())
 }
@@ -149,22 +229,22 @@ fn validate_console_log(size: ByteSize) -> Result<(), SpecError> {
 }
 
 /// Host paths go to QEMU inside JSON, so they must be absolute UTF-8 and name an existing file.
-fn check_host_file(field: &str, path: &Path, file_exists: &dyn Fn(&Path) -> bool) -> Result<(), SpecError> {
+fn check_host_file(field: &str, path: &Path, host: &dyn SpecContext) -> Result<(), SpecError> {
     if !path.is_absolute() {
         return Err(SpecError::new(field, format!("must be an absolute path, got '{}'", path.display())));
     }
     if path.to_str().is_none() {
         return Err(SpecError::new(field, "must be valid UTF-8"));
     }
-    if !file_exists(path) {
+    if !host.file_exists(path) {
         return Err(SpecError::new(field, format!("{} does not exist or is not a regular file", path.display())));
     }
     Ok(())
 }
 
-/// The disk format in effect: the one given, else guessed from the file name.
-pub fn effective_disk_format(disk: &vireo_api::DiskSpec) -> DiskFormat {
-    disk.format.unwrap_or_else(|| match disk.path.extension().and_then(|e| e.to_str()) {
+/// The format of a `path` disk: the one given, else guessed from the file name.
+pub fn path_disk_format(path: &Path, format: Option<DiskFormat>) -> DiskFormat {
+    format.unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
         Some("qcow2") => DiskFormat::Qcow2,
         _ => DiskFormat::Raw,
     })
@@ -187,13 +267,25 @@ mod tests {
         path = "/d/a.qcow2"
     "#;
 
-    fn all_exist(_: &Path) -> bool {
-        true
+    /// A host where every file exists, and the volumes `default/base.qcow2` and `default/data`.
+    struct FakeHost {
+        missing_file: Option<&'static str>,
     }
+
+    impl SpecContext for FakeHost {
+        fn file_exists(&self, path: &Path) -> bool {
+            self.missing_file.is_none_or(|missing| path != Path::new(missing))
+        }
+        fn volume_exists(&self, pool: &str, name: &str) -> bool {
+            pool == "default" && (name == "base.qcow2" || name == "data")
+        }
+    }
+
+    const HOST: FakeHost = FakeHost { missing_file: None };
 
     fn check(text: &str) -> Result<VmSpec, SpecError> {
         let spec = parse_spec_toml(text)?;
-        validate_spec(&spec, &all_exist)?;
+        validate_spec(&spec, &HOST)?;
         Ok(spec)
     }
 
@@ -206,7 +298,9 @@ mod tests {
         let spec = check(GOOD).unwrap();
         assert_eq!(spec.memory, ByteSize::mib(256));
         assert_eq!(spec.console.log_size, ByteSize::mib(1));
-        assert_eq!(effective_disk_format(&spec.disks[0]), DiskFormat::Qcow2);
+        let disk = &spec.disks[0];
+        assert_eq!(path_disk_format(disk.path.as_deref().unwrap(), disk.format), DiskFormat::Qcow2);
+        assert_eq!(disk.cache, DiskCache::Writeback);
     }
 
     #[test]
@@ -246,7 +340,7 @@ mod tests {
     fn boot_needs_existing_absolute_files() {
         assert_eq!(field_of(&GOOD.replace("/k/vmlinuz", "vmlinuz")), "boot.kernel");
         let spec = parse_spec_toml(GOOD).unwrap();
-        let err = validate_spec(&spec, &|p: &Path| p != Path::new("/k/initrd")).unwrap_err();
+        let err = validate_spec(&spec, &FakeHost { missing_file: Some("/k/initrd") }).unwrap_err();
         assert_eq!(err.field, "boot.initrd");
         assert!(err.reason.contains("does not exist"));
     }
@@ -272,8 +366,43 @@ mod tests {
     #[test]
     fn duplicate_disks_and_control_chars_are_refused() {
         let twice = format!("{GOOD}\n[[disks]]\npath = \"/d/a.qcow2\"");
-        assert_eq!(field_of(&twice), "disks[1].path");
+        assert_eq!(field_of(&twice), "disks[1]");
         assert_eq!(field_of(&GOOD.replace("console=ttyS0", "a\\nb")), "boot.cmdline");
+    }
+
+    #[test]
+    fn volume_disks_are_checked() {
+        let with = |disk: &str| format!("{GOOD}\n[[disks]]\n{disk}");
+        assert!(check(&with("volume = \"default/base.qcow2\"")).is_ok());
+        assert_eq!(field_of(&with("volume = \"default/nope\"")), "disks[1].volume");
+        assert_eq!(field_of(&with("volume = \"default/../etc/passwd\"")), "disks[1].volume");
+        assert_eq!(field_of(&with("volume = \"default/.hidden\"")), "disks[1].volume");
+        assert_eq!(field_of(&with("volume = \"noslash\"")), "disks[1].volume");
+        assert_eq!(field_of(&with("volume = \"default/data\"\nformat = \"raw\"")), "disks[1].volume");
+        assert_eq!(field_of(&with("volume = \"default/data\"\npath = \"/x\"")), "disks[1]");
+        assert_eq!(field_of(&with("readonly = true")), "disks[1]");
+        let twice = with("volume = \"default/data\"\n[[disks]]\nvolume = \"default/data\"");
+        assert_eq!(field_of(&twice), "disks[2]");
+    }
+
+    #[test]
+    fn disk_options_are_checked() {
+        let with = |extra: &str| format!("{GOOD}\n{extra}");
+        assert!(check(&with("cache = \"none\"\naio = \"native\"\nboot_order = 1")).is_ok());
+        assert_eq!(field_of(&with("aio = \"native\"")), "disks[0].aio");
+        assert_eq!(field_of(&with("cache = \"sometimes\"")), "disks[0].cache");
+        assert_eq!(field_of(&with("boot_order = 0")), "disks[0].boot_order");
+        let both_first = format!("{}\n[[disks]]\npath = \"/d/b.raw\"\nboot_order = 1", with("boot_order = 1"));
+        assert_eq!(field_of(&both_first), "disks[1].boot_order");
+    }
+
+    #[test]
+    fn volume_names_cannot_escape_the_pool() {
+        for bad in ["", ".", "..", "../x", "a/b", ".x", "a b", &"v".repeat(129)] {
+            assert!(validate_volume_name(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(validate_volume_name("disk-1.qcow2").is_ok());
+        assert_eq!(parse_volume_ref("p/v.img"), Ok(("p", "v.img")));
     }
 
     #[test]

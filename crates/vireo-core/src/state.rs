@@ -23,6 +23,11 @@ pub enum Action {
     Restart,
     Delete,
     AttachConsole,
+    Save,
+    Restore,
+    Snapshot,
+    RevertSnapshot,
+    ChangeDisks,
 }
 
 impl Action {
@@ -36,6 +41,11 @@ impl Action {
             Action::Restart => "restart",
             Action::Delete => "delete",
             Action::AttachConsole => "attach to the console of",
+            Action::Save => "save",
+            Action::Restore => "restore",
+            Action::Snapshot => "snapshot",
+            Action::RevertSnapshot => "revert",
+            Action::ChangeDisks => "change the disks of",
         }
     }
 
@@ -43,15 +53,21 @@ impl Action {
     fn allowed_from(self) -> &'static [VmState] {
         use VmState::*;
         match self {
-            Action::Start => &[Stopped, Crashed],
+            // Starting a saved VM restores it.
+            Action::Start => &[Stopped, Crashed, Saved],
             Action::Stop => &[Running, Paused],
             // A forced stop also rescues a VM whose start or graceful stop hangs.
             Action::ForceStop => &[Starting, Running, Paused, Stopping],
             Action::Pause => &[Running],
             Action::Resume => &[Paused],
             Action::Restart => &[Running, Paused],
-            Action::Delete => &[Stopped, Crashed],
+            Action::Delete => &[Stopped, Crashed, Saved],
             Action::AttachConsole => &[Starting, Running, Paused, Stopping],
+            Action::Save => &[Running, Paused],
+            Action::Restore => &[Saved],
+            // A saved VM's memory refers to its disks as they are: no snapshots, reverts or disk changes.
+            Action::Snapshot | Action::RevertSnapshot => &[Stopped, Crashed, Running, Paused],
+            Action::ChangeDisks => &[Stopped, Crashed, Running, Paused],
         }
     }
 }
@@ -116,6 +132,18 @@ mod tests {
         assert!(check_action(Stopping, Action::ForceStop).is_ok());
         assert!(check_action(Stopping, Action::Stop).is_err());
         assert!(check_action(Stopped, Action::ForceStop).is_err());
+    }
+
+    #[test]
+    fn saved_vms_restore_or_go() {
+        assert!(check_action(Saved, Action::Start).is_ok());
+        assert!(check_action(Saved, Action::Restore).is_ok());
+        assert!(check_action(Saved, Action::Delete).is_ok());
+        assert!(check_action(Saved, Action::Snapshot).is_err());
+        assert!(check_action(Saved, Action::ChangeDisks).is_err());
+        assert!(check_action(Stopped, Action::Save).is_err());
+        assert!(check_action(Running, Action::Save).is_ok());
+        assert!(!has_process(Saved));
     }
 
     #[test]

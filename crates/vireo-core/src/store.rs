@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use vireo_api::{Accel, VmSpec};
+use vireo_api::{Accel, DiskFormat, PoolType, SnapshotKind, VmSpec};
 
 use crate::state::VmState;
 
@@ -40,12 +40,69 @@ pub struct RuntimeRecord {
     pub runtime_dir: PathBuf,
 }
 
+/// A storage pool as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolRecord {
+    pub name: String,
+    pub pool_type: PoolType,
+    pub path: PathBuf,
+    pub created_at_ms: i64,
+}
+
+/// A volume as stored; sizes on disk are read from the pool when asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeRecord {
+    pub pool: String,
+    pub name: String,
+    pub format: DiskFormat,
+    /// Virtual size, kept up to date by create and resize.
+    pub capacity_bytes: u64,
+    /// `(pool, name)` of the volume this one is a linked clone of.
+    pub backing: Option<(String, String)>,
+    pub created_at_ms: i64,
+}
+
+/// A VM snapshot; the spec is the VM's as it was, so a revert restores the disk set too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotRecord {
+    pub vm: String,
+    pub name: String,
+    pub kind: SnapshotKind,
+    pub vm_state: VmState,
+    pub spec: VmSpec,
+    pub created_at_ms: i64,
+}
+
+/// What kind of object a store error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    Vm,
+    Pool,
+    Volume,
+    Snapshot,
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Vm => "VM",
+            ObjectKind::Pool => "pool",
+            ObjectKind::Volume => "volume",
+            ObjectKind::Snapshot => "snapshot",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("VM '{0}' already exists")]
     Exists(String),
     #[error("VM '{0}' does not exist")]
     NotFound(String),
+    #[error("{kind} '{name}' already exists")]
+    ObjectExists { kind: ObjectKind, name: String },
+    #[error("{kind} '{name}' does not exist")]
+    ObjectNotFound { kind: ObjectKind, name: String },
     #[error("VM '{name}' was changed concurrently (expected revision {expected})")]
     Conflict { name: String, expected: u64 },
     #[error("state store failed")]
@@ -61,5 +118,25 @@ pub trait Store: Send + Sync {
     async fn list_vms(&self) -> Result<Vec<VmRecord>, StoreError>;
     /// Replaces a VM if its stored revision still equals `record.revision`; returns the new revision.
     async fn update_vm(&self, record: &VmRecord) -> Result<u64, StoreError>;
+    /// Deletes the VM and its snapshot records.
     async fn delete_vm(&self, name: &str) -> Result<(), StoreError>;
+
+    async fn insert_pool(&self, pool: &PoolRecord) -> Result<(), StoreError>;
+    async fn get_pool(&self, name: &str) -> Result<Option<PoolRecord>, StoreError>;
+    async fn list_pools(&self) -> Result<Vec<PoolRecord>, StoreError>;
+    /// Deletes a pool that holds no volumes.
+    async fn delete_pool(&self, name: &str) -> Result<(), StoreError>;
+
+    async fn insert_volume(&self, volume: &VolumeRecord) -> Result<(), StoreError>;
+    async fn get_volume(&self, pool: &str, name: &str) -> Result<Option<VolumeRecord>, StoreError>;
+    /// Volumes of one pool, or of all pools; ordered by pool, then name.
+    async fn list_volumes(&self, pool: Option<&str>) -> Result<Vec<VolumeRecord>, StoreError>;
+    /// Replaces the stored capacity (after a resize).
+    async fn set_volume_capacity(&self, pool: &str, name: &str, capacity_bytes: u64) -> Result<(), StoreError>;
+    async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), StoreError>;
+
+    async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError>;
+    /// Snapshots of a VM, oldest first.
+    async fn list_snapshots(&self, vm: &str) -> Result<Vec<SnapshotRecord>, StoreError>;
+    async fn delete_snapshot(&self, vm: &str, name: &str) -> Result<(), StoreError>;
 }

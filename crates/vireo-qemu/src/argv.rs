@@ -5,21 +5,69 @@
 //! comma escaping; `-kernel`, `-initrd`, `-append` and `-pidfile` take their
 //! argument verbatim.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use vireo_api::{Accel, VmSpec};
-use vireo_core::spec::effective_disk_format;
+use vireo_api::{Accel, DiskAio, DiskCache, DiskFormat, VmSpec};
+use vireo_core::spec::path_disk_format;
 
 use crate::paths::RuntimePaths;
 
 const MIB: u64 = 1024 * 1024;
 
-/// Everything `build_argv` needs besides the spec.
-pub struct LaunchConfig<'a> {
+/// A disk as QEMU gets it: the spec's disk with its volume resolved to a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskAttachment {
+    /// QEMU id of the device; its block nodes are `<id>-file` and `<id>`.
+    pub id: String,
+    pub path: PathBuf,
+    pub format: DiskFormat,
+    pub readonly: bool,
+    pub cache: DiskCache,
+    pub aio: DiskAio,
+    pub boot_index: Option<u32>,
+}
+
+impl DiskAttachment {
+    /// The attachments of a spec whose disks are all given by path (volumes need the daemon to resolve them).
+    pub fn from_path_disks(spec: &VmSpec) -> Vec<DiskAttachment> {
+        spec.disks
+            .iter()
+            .enumerate()
+            .filter_map(|(index, disk)| {
+                let path = disk.path.clone()?;
+                Some(DiskAttachment {
+                    id: format!("disk{index}"),
+                    format: path_disk_format(&path, disk.format),
+                    path,
+                    readonly: disk.readonly,
+                    cache: disk.cache,
+                    aio: disk.aio,
+                    boot_index: disk.boot_order,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What to launch: the spec, with the host-specific decisions already taken.
+pub struct Launch<'a> {
     pub spec: &'a VmSpec,
     /// The resolved accelerator: `Kvm` or `Tcg`. `Auto` is treated as `Tcg`.
     pub accel: Accel,
+    pub disks: Vec<DiskAttachment>,
+}
+
+impl<'a> Launch<'a> {
+    /// A launch of a spec whose disks are all given by path.
+    pub fn with_path_disks(spec: &'a VmSpec, accel: Accel) -> Self {
+        Launch { spec, accel, disks: DiskAttachment::from_path_disks(spec) }
+    }
+}
+
+/// Everything `build_argv` needs.
+pub struct LaunchConfig<'a> {
+    pub launch: &'a Launch<'a>,
     pub paths: &'a RuntimePaths,
     /// Listening Unix socket QEMU inherits for QMP.
     pub qmp_fd: i32,
@@ -29,10 +77,10 @@ pub struct LaunchConfig<'a> {
 
 /// The arguments of `qemu-system-x86_64` (without the binary itself).
 pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
-    let spec = cfg.spec;
+    let spec = cfg.launch.spec;
     let mut argv = Args::default();
     argv.push2("-name", format!("guest={},debug-threads=on", escape_opt(&spec.name)));
-    machine_args(&mut argv, cfg.accel);
+    machine_args(&mut argv, cfg.launch.accel);
     argv.push2("-m", (spec.memory.bytes() / MIB).to_string());
     argv.push2("-smp", spec.vcpus.to_string());
     argv.push_all(&["-nodefaults", "-no-user-config", "-display", "none", "-vga", "none"]);
@@ -51,7 +99,7 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     argv.push2("-chardev", format!("socket,id=console,fd={},server=on,wait=off", cfg.console_fd));
     argv.push2("-serial", "chardev:console");
     boot_args(&mut argv, spec);
-    disk_args(&mut argv, spec);
+    disk_args(&mut argv, spec, &cfg.launch.disks);
     argv.0
 }
 
@@ -79,54 +127,94 @@ fn boot_args(argv: &mut Args, spec: &VmSpec) {
     }
 }
 
-/// A protocol node (`fileN`) and a format node (`diskN`) per disk, then the virtio device.
-fn disk_args(argv: &mut Args, spec: &VmSpec) {
+/// A protocol node (`<id>-file`) and a format node (`<id>`) per disk, then the virtio device.
+fn disk_args(argv: &mut Args, spec: &VmSpec, disks: &[DiskAttachment]) {
+    // Without a kernel the firmware boots a disk: the first one unless boot orders say otherwise.
     let firmware_boot = spec.boot.kernel.is_none();
-    for (index, disk) in spec.disks.iter().enumerate() {
-        let file_node = format!("file{index}");
-        let disk_node = format!("disk{index}");
-        let file = FileNode {
-            driver: "file",
-            filename: path_arg(&disk.path),
-            node_name: &file_node,
-            read_only: disk.readonly,
-        };
-        let format = FormatNode {
-            driver: effective_disk_format(disk).as_str(),
-            file: &file_node,
-            node_name: &disk_node,
-            read_only: disk.readonly,
-        };
+    let any_boot_order = disks.iter().any(|d| d.boot_index.is_some());
+    for (index, disk) in disks.iter().enumerate() {
+        let (file, format) = blockdev_nodes(disk);
         argv.push2("-blockdev", to_json(&file));
         argv.push2("-blockdev", to_json(&format));
-        let mut device = format!("virtio-blk-pci,drive={disk_node},id={disk_node}");
-        if firmware_boot && index == 0 {
-            device.push_str(",bootindex=1");
-        }
-        argv.push2("-device", device);
+        let boot_index = match (firmware_boot, any_boot_order) {
+            (true, true) => disk.boot_index,
+            (true, false) => (index == 0).then_some(1),
+            (false, _) => None,
+        };
+        argv.push2("-device", device_arg(disk, boot_index));
     }
+}
+
+/// The `-device` (or `device_add`) options of a disk.
+pub fn device_arg(disk: &DiskAttachment, boot_index: Option<u32>) -> String {
+    let mut device = format!("virtio-blk-pci,drive={id},id={id}", id = disk.id);
+    if matches!(disk.cache, DiskCache::Writethrough | DiskCache::Directsync) {
+        device.push_str(",write-cache=off");
+    }
+    if let Some(index) = boot_index {
+        device.push_str(&format!(",bootindex={index}"));
+    }
+    device
+}
+
+/// The two `-blockdev` nodes of a disk (also what QMP `blockdev-add` takes).
+pub fn blockdev_nodes(disk: &DiskAttachment) -> (FileNode, FormatNode) {
+    let cache = CacheFlags {
+        direct: matches!(disk.cache, DiskCache::None | DiskCache::Directsync),
+        no_flush: disk.cache == DiskCache::Unsafe,
+    };
+    let file = FileNode {
+        driver: "file",
+        filename: path_arg(&disk.path),
+        node_name: format!("{}-file", disk.id),
+        read_only: disk.readonly,
+        cache,
+        aio: match disk.aio {
+            DiskAio::Threads => "threads",
+            DiskAio::Native => "native",
+            DiskAio::IoUring => "io_uring",
+        },
+    };
+    let format = FormatNode {
+        driver: disk.format.as_str(),
+        file: file.node_name.clone(),
+        node_name: disk.id.clone(),
+        read_only: disk.readonly,
+        cache,
+    };
+    (file, format)
 }
 
 // Structs rather than `json!` so the key order is fixed whatever serde_json features
 // other crates enable (the golden files depend on it).
-#[derive(Serialize)]
-struct FileNode<'a> {
-    driver: &'static str,
-    filename: String,
+#[derive(Clone, Debug, Serialize)]
+pub struct FileNode {
+    pub driver: &'static str,
+    pub filename: String,
     #[serde(rename = "node-name")]
-    node_name: &'a str,
+    pub node_name: String,
     #[serde(rename = "read-only")]
-    read_only: bool,
+    pub read_only: bool,
+    pub cache: CacheFlags,
+    pub aio: &'static str,
 }
 
-#[derive(Serialize)]
-struct FormatNode<'a> {
-    driver: &'static str,
-    file: &'a str,
+#[derive(Clone, Debug, Serialize)]
+pub struct FormatNode {
+    pub driver: &'static str,
+    pub file: String,
     #[serde(rename = "node-name")]
-    node_name: &'a str,
+    pub node_name: String,
     #[serde(rename = "read-only")]
-    read_only: bool,
+    pub read_only: bool,
+    pub cache: CacheFlags,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CacheFlags {
+    pub direct: bool,
+    #[serde(rename = "no-flush")]
+    pub no_flush: bool,
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -167,6 +255,11 @@ mod tests {
     use super::*;
     use vireo_api::{ByteSize, DiskSpec};
 
+    fn argv_of(spec: &VmSpec, accel: Accel, paths: &RuntimePaths) -> Vec<String> {
+        let launch = Launch::with_path_disks(spec, accel);
+        build_argv(&LaunchConfig { launch: &launch, paths, qmp_fd: 3, console_fd: 4 })
+    }
+
     fn spec() -> VmSpec {
         serde_json::from_str(r#"{"name":"a,b","memory":"64MiB","disks":[{"path":"/d/x,y.img"}]}"#).unwrap()
     }
@@ -175,11 +268,10 @@ mod tests {
     fn commas_in_names_are_escaped_and_paths_go_into_json() {
         let paths = RuntimePaths::new("/run/vireo/a".into());
         let spec = spec();
-        let argv =
-            build_argv(&LaunchConfig { spec: &spec, accel: Accel::Tcg, paths: &paths, qmp_fd: 3, console_fd: 4 });
+        let argv = argv_of(&spec, Accel::Tcg, &paths);
         assert!(argv.contains(&"guest=a,,b,debug-threads=on".to_string()));
         assert!(argv.contains(
-            &r#"{"driver":"file","filename":"/d/x,y.img","node-name":"file0","read-only":false}"#.to_string()
+            &r#"{"driver":"file","filename":"/d/x,y.img","node-name":"disk0-file","read-only":false,"cache":{"direct":false,"no-flush":false},"aio":"threads"}"#.to_string()
         ));
         assert!(argv.contains(&"virtio-blk-pci,drive=disk0,id=disk0,bootindex=1".to_string()));
     }
@@ -189,13 +281,12 @@ mod tests {
         let paths = RuntimePaths::new("/r".into());
         let mut spec = spec();
         spec.memory = ByteSize::mib(2048);
-        spec.disks = vec![DiskSpec { path: "/d/a.qcow2".into(), format: None, readonly: true }];
-        let kvm = build_argv(&LaunchConfig { spec: &spec, accel: Accel::Kvm, paths: &paths, qmp_fd: 3, console_fd: 4 });
+        spec.disks = vec![DiskSpec { path: Some("/d/a.qcow2".into()), readonly: true, ..DiskSpec::default() }];
+        let kvm = argv_of(&spec, Accel::Kvm, &paths);
         assert!(kvm.windows(2).any(|w| w == ["-machine", "q35,accel=kvm"]));
         assert!(kvm.windows(2).any(|w| w == ["-cpu", "host"]));
         assert!(kvm.windows(2).any(|w| w == ["-m", "2048"]));
-        let auto =
-            build_argv(&LaunchConfig { spec: &spec, accel: Accel::Auto, paths: &paths, qmp_fd: 3, console_fd: 4 });
+        let auto = argv_of(&spec, Accel::Auto, &paths);
         assert!(auto.windows(2).any(|w| w == ["-machine", "q35,accel=tcg"]));
         assert!(!auto.contains(&"-cpu".to_string()));
     }

@@ -14,7 +14,7 @@ pub mod paths;
 pub mod process;
 pub mod qmp;
 
-pub use argv::{LaunchConfig, build_argv};
+pub use argv::{DiskAttachment, Launch, LaunchConfig, build_argv};
 pub use error::QemuError;
 pub use host::{find_qemu_binary, gather_accel_facts, host_check};
 pub use paths::RuntimePaths;

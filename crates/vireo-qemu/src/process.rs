@@ -22,9 +22,8 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use vireo_api::{Accel, VmSpec};
 
-use crate::argv::{LaunchConfig, build_argv};
+use crate::argv::{Launch, LaunchConfig, build_argv};
 use crate::error::QemuError;
 use crate::paths::RuntimePaths;
 use crate::qmp::{COMMAND_TIMEOUT, QemuEvent, QmpClient, QmpLog, QueryChardev};
@@ -56,12 +55,13 @@ pub struct VmProcess {
 /// (`qmp_capabilities`) is done and the console is connected; the guest is still
 /// paused (`-S`) until `qmp.cont()`. If QEMU exits during start-up, the error
 /// quotes the end of qemu.log (QEMU's own message).
-pub async fn spawn(binary: &Path, spec: &VmSpec, accel: Accel, paths: &RuntimePaths) -> Result<VmProcess, QemuError> {
+pub async fn spawn(binary: &Path, launch: &Launch<'_>, paths: &RuntimePaths) -> Result<VmProcess, QemuError> {
+    let spec = launch.spec;
     create_runtime_dir(paths.dir())?;
     let sockets = Sockets::open(paths).await?;
     let qmp_log = QmpLog::open(&paths.qmp_log())?;
     let fds = [sockets.qmp_listener.as_raw_fd(), sockets.console_listener.as_raw_fd()];
-    let argv = build_argv(&LaunchConfig { spec, accel, paths, qmp_fd: fds[0], console_fd: fds[1] });
+    let argv = build_argv(&LaunchConfig { launch, paths, qmp_fd: fds[0], console_fd: fds[1] });
     let child = start_qemu(binary, &argv, paths, fds)?;
     // Should this future be dropped half-way, the paused QEMU must not stay behind.
     let mut qemu = SpawnedQemu { child, kill_on_drop: true };

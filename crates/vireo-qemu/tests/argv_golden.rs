@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 
 use vireo_api::{Accel, VmSpec};
-use vireo_qemu::{LaunchConfig, RuntimePaths, build_argv};
+use vireo_qemu::{Launch, LaunchConfig, RuntimePaths, build_argv};
 
 fn check_golden(name: &str, spec_json: &str, accel: Accel) {
     let spec: VmSpec = serde_json::from_str(spec_json).expect("test spec parses");
     let paths = RuntimePaths::new(PathBuf::from("/run/vireo/vms/web1"));
-    let argv = build_argv(&LaunchConfig { spec: &spec, accel, paths: &paths, qmp_fd: 3, console_fd: 4 });
+    let launch = Launch::with_path_disks(&spec, accel);
+    let argv = build_argv(&LaunchConfig { launch: &launch, paths: &paths, qmp_fd: 3, console_fd: 4 });
     // One argument per line: a diff shows exactly which argument changed.
     let actual = argv.join("\n") + "\n";
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::{Console, KillOnDrop, PROMPT, READY_MARKER, events_until, guest_spec, next_event, qemu_binary};
 use vireo_api::Accel;
+use vireo_qemu::Launch;
 use vireo_qemu::{QemuError, QemuEvent, RuntimePaths, VmProcess};
 
 fn runtime_dir() -> (tempfile::TempDir, RuntimePaths) {
@@ -41,7 +42,8 @@ async fn boots_answers_pauses_resumes_and_powers_off() {
     let (_dir, paths) = runtime_dir();
     let spec = guest_spec("lifecycle");
     let started = Instant::now();
-    let mut vm = vireo_qemu::spawn(&qemu_binary(), &spec, Accel::Tcg, &paths).await.expect("spawn");
+    let mut vm =
+        vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths).await.expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let qmp_ready = started.elapsed();
     assert_eq!(vm.qmp.query_status().await.unwrap().status, "prelaunch");
@@ -87,7 +89,9 @@ async fn boots_answers_pauses_resumes_and_powers_off() {
 #[tokio::test]
 async fn kill_ends_the_vm_at_once() {
     let (_dir, paths) = runtime_dir();
-    let mut vm = vireo_qemu::spawn(&qemu_binary(), &guest_spec("killed"), Accel::Tcg, &paths).await.expect("spawn");
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&guest_spec("killed"), Accel::Tcg), &paths)
+        .await
+        .expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     vm.qmp.cont().await.expect("cont");
     assert!(vireo_qemu::process_alive(vm.pid, vm.pid_start_ticks));
@@ -104,7 +108,10 @@ async fn kill_ends_the_vm_at_once() {
 #[tokio::test]
 async fn reattaches_to_a_running_qemu() {
     let (_dir, paths) = runtime_dir();
-    let mut vm = vireo_qemu::spawn(&qemu_binary(), &guest_spec("reattached"), Accel::Tcg, &paths).await.expect("spawn");
+    let mut vm =
+        vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&guest_spec("reattached"), Accel::Tcg), &paths)
+            .await
+            .expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let _console = boot_to_prompt(&mut vm).await;
     let (pid, ticks) = (vm.pid, vm.pid_start_ticks);
@@ -149,7 +156,9 @@ async fn a_bad_kernel_path_fails_with_qemus_own_message() {
     let mut spec = guest_spec("badkernel");
     spec.boot.kernel = Some("/nonexistent/vmlinuz".into());
     let started = Instant::now();
-    let err = vireo_qemu::spawn(&qemu_binary(), &spec, Accel::Tcg, &paths).await.expect_err("must fail");
+    let err = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths)
+        .await
+        .expect_err("must fail");
     let message = err.to_string();
     assert!(matches!(err, QemuError::StartFailed { .. }), "{message}");
     assert!(message.contains("could not open kernel file '/nonexistent/vmlinuz'"), "{message}");
@@ -169,7 +178,9 @@ async fn disk_boot_argv_is_accepted_by_qemu() {
         "disks": [{ "path": disk }, { "path": seed, "readonly": true }],
     }))
     .unwrap();
-    let mut vm = vireo_qemu::spawn(&qemu_binary(), &spec, Accel::Tcg, &paths).await.expect("spawn with disks");
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths)
+        .await
+        .expect("spawn with disks");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     assert_eq!(vm.qmp.query_status().await.unwrap().status, "prelaunch");
     vm.qmp.quit().await.expect("quit");
@@ -188,7 +199,9 @@ async fn helper_daemon_that_gets_killed() {
         return;
     };
     let paths = RuntimePaths::new(dir.into());
-    let mut vm = vireo_qemu::spawn(&qemu_binary(), &guest_spec("orphan"), Accel::Tcg, &paths).await.expect("spawn");
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&guest_spec("orphan"), Accel::Tcg), &paths)
+        .await
+        .expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let _console = boot_to_prompt(&mut vm).await;
     println!("VIREO-HELPER {} {}", vm.pid, vm.pid_start_ticks);

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use vireo_api::{Accel, ByteSize, VmSpec, VmState};
-use vireo_core::{RuntimeRecord, Store, StoreError, VmRecord};
+use vireo_api::{Accel, ByteSize, DiskFormat, PoolType, SnapshotKind, VmSpec, VmState};
+use vireo_core::{ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord, VolumeRecord};
 
 pub fn sample(name: &str) -> VmRecord {
     let spec: VmSpec = serde_json::from_value(serde_json::json!({
@@ -28,6 +28,73 @@ pub async fn run(store: &dyn Store) {
     update_is_compare_and_swap(store).await;
     list_is_sorted(store).await;
     delete_removes(store).await;
+    pools_and_volumes(store).await;
+    snapshots_go_with_their_vm(store).await;
+}
+
+fn volume(pool: &str, name: &str, backing: Option<(&str, &str)>) -> VolumeRecord {
+    VolumeRecord {
+        pool: pool.into(),
+        name: name.into(),
+        format: DiskFormat::Qcow2,
+        capacity_bytes: 1 << 30,
+        backing: backing.map(|(p, n)| (p.into(), n.into())),
+        created_at_ms: 5,
+    }
+}
+
+async fn pools_and_volumes(store: &dyn Store) {
+    let pool =
+        PoolRecord { name: "p1".into(), pool_type: PoolType::Dir, path: PathBuf::from("/srv/p1"), created_at_ms: 1 };
+    store.insert_pool(&pool).await.unwrap();
+    assert!(matches!(store.insert_pool(&pool).await, Err(StoreError::ObjectExists { kind: ObjectKind::Pool, .. })));
+    let same_path = PoolRecord { name: "p2".into(), ..pool.clone() };
+    assert!(store.insert_pool(&same_path).await.is_err(), "two pools cannot share a directory");
+    assert_eq!(store.get_pool("p1").await.unwrap(), Some(pool.clone()));
+
+    store.insert_volume(&volume("p1", "base", None)).await.unwrap();
+    store.insert_volume(&volume("p1", "clone", Some(("p1", "base")))).await.unwrap();
+    assert!(store.insert_volume(&volume("p1", "base", None)).await.is_err());
+    assert!(store.insert_volume(&volume("nopool", "x", None)).await.is_err(), "a volume needs its pool");
+    let clone = store.get_volume("p1", "clone").await.unwrap().unwrap();
+    assert_eq!(clone.backing, Some(("p1".into(), "base".into())));
+    store.set_volume_capacity("p1", "base", 2 << 30).await.unwrap();
+    assert_eq!(store.get_volume("p1", "base").await.unwrap().unwrap().capacity_bytes, 2 << 30);
+    let names: Vec<String> = store.list_volumes(Some("p1")).await.unwrap().into_iter().map(|v| v.name).collect();
+    assert_eq!(names, ["base", "clone"]);
+
+    assert!(store.delete_volume("p1", "base").await.is_err(), "a backing volume cannot go before its clone");
+    assert!(store.delete_pool("p1").await.is_err(), "a pool with volumes cannot go");
+    store.delete_volume("p1", "clone").await.unwrap();
+    store.delete_volume("p1", "base").await.unwrap();
+    assert!(matches!(
+        store.delete_volume("p1", "base").await,
+        Err(StoreError::ObjectNotFound { kind: ObjectKind::Volume, .. })
+    ));
+    store.delete_pool("p1").await.unwrap();
+    assert!(store.list_pools().await.unwrap().is_empty());
+}
+
+async fn snapshots_go_with_their_vm(store: &dyn Store) {
+    let vm = sample("snappy");
+    store.insert_vm(&vm).await.unwrap();
+    let snapshot = |name: &str, at: i64| SnapshotRecord {
+        vm: "snappy".into(),
+        name: name.into(),
+        kind: SnapshotKind::Full,
+        vm_state: VmState::Running,
+        spec: vm.spec.clone(),
+        created_at_ms: at,
+    };
+    store.insert_snapshot(&snapshot("second", 20)).await.unwrap();
+    store.insert_snapshot(&snapshot("first", 10)).await.unwrap();
+    assert!(store.insert_snapshot(&snapshot("first", 30)).await.is_err());
+    let names: Vec<String> = store.list_snapshots("snappy").await.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["first", "second"], "oldest first");
+    store.delete_snapshot("snappy", "first").await.unwrap();
+    assert!(store.delete_snapshot("snappy", "first").await.is_err());
+    store.delete_vm("snappy").await.unwrap();
+    assert!(store.list_snapshots("snappy").await.unwrap().is_empty(), "deleting a VM deletes its snapshots");
 }
 
 async fn insert_then_get(store: &dyn Store) {

@@ -6,11 +6,12 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use vireo_api::VmState;
-use vireo_core::{RuntimeRecord, Store, StoreError, VmRecord};
+use vireo_core::{ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord, VolumeRecord};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE vms (
         name                TEXT PRIMARY KEY NOT NULL,
         spec                TEXT NOT NULL,
@@ -21,7 +22,36 @@ const MIGRATIONS: &[&str] = &[r#"
         last_error          TEXT,
         revision            INTEGER NOT NULL
     ) STRICT;
-"#];
+"#,
+    r#"
+    CREATE TABLE pools (
+        name          TEXT PRIMARY KEY NOT NULL,
+        type          TEXT NOT NULL,
+        path          TEXT NOT NULL UNIQUE,
+        created_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE volumes (
+        pool           TEXT NOT NULL REFERENCES pools(name),
+        name           TEXT NOT NULL,
+        format         TEXT NOT NULL,
+        capacity_bytes INTEGER NOT NULL,
+        backing_pool   TEXT,
+        backing_name   TEXT,
+        created_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (pool, name),
+        FOREIGN KEY (backing_pool, backing_name) REFERENCES volumes(pool, name)
+    ) STRICT;
+    CREATE TABLE snapshots (
+        vm            TEXT NOT NULL REFERENCES vms(name) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        vm_state      TEXT NOT NULL,
+        spec          TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (vm, name)
+    ) STRICT;
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteStoreError {
@@ -52,7 +82,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, SqliteStoreError> {
         let open_err = |source| SqliteStoreError::Open { path: path.display().to_string(), source };
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
             .map_err(open_err)?;
         migrate(&mut conn, path)?;
         Ok(SqliteStore { conn: Mutex::new(conn) })
@@ -100,7 +130,41 @@ fn state_to_text(state: VmState) -> &'static str {
 }
 
 fn state_from_text(name: &str, text: &str) -> Result<VmState, StoreError> {
+    enum_from_text(name, text)
+}
+
+/// Our enums are stored as their wire names (`"qcow2"`, `"dir"`, `"full"`).
+fn enum_to_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    match serde_json::to_value(value).map_err(backend)? {
+        serde_json::Value::String(text) => Ok(text),
+        other => {
+            Err(backend(SqliteStoreError::Corrupt { name: String::new(), reason: format!("{other} is not a name") }))
+        }
+    }
+}
+
+fn enum_from_text<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<T, StoreError> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| corrupt(name, e))
+}
+
+fn is_constraint_violation(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn exists_or_backend(kind: ObjectKind, name: String) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |err| if is_constraint_violation(&err) { StoreError::ObjectExists { kind, name } } else { backend(err) }
+}
+
+fn not_found_unless_one(changed: usize, kind: ObjectKind, name: String) -> Result<(), StoreError> {
+    if changed == 0 { Err(StoreError::ObjectNotFound { kind, name }) } else { Ok(()) }
+}
+
+fn to_sql_u64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(backend)
+}
+
+fn from_sql_u64(name: &str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|e| corrupt(name, e))
 }
 
 /// The columns of a row, read before decoding so rusqlite errors and our decoding errors stay apart.
@@ -251,6 +315,195 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound(name.to_string()));
         }
         Ok(())
+    }
+
+    async fn insert_pool(&self, pool: &PoolRecord) -> Result<(), StoreError> {
+        let path = pool.path.to_string_lossy().into_owned();
+        self.conn()
+            .execute(
+                "INSERT INTO pools (name, type, path, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![pool.name, enum_to_text(&pool.pool_type)?, path, pool.created_at_ms],
+            )
+            .map_err(exists_or_backend(ObjectKind::Pool, pool.name.clone()))?;
+        Ok(())
+    }
+
+    async fn get_pool(&self, name: &str) -> Result<Option<PoolRecord>, StoreError> {
+        let pools = self.query_pools("WHERE name = ?1", [name])?;
+        Ok(pools.into_iter().next())
+    }
+
+    async fn list_pools(&self) -> Result<Vec<PoolRecord>, StoreError> {
+        self.query_pools("", [])
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<(), StoreError> {
+        let deleted = self.conn().execute("DELETE FROM pools WHERE name = ?1", [name]).map_err(backend)?;
+        not_found_unless_one(deleted, ObjectKind::Pool, name.to_string())
+    }
+
+    async fn insert_volume(&self, volume: &VolumeRecord) -> Result<(), StoreError> {
+        let (backing_pool, backing_name) = volume.backing.clone().unzip();
+        self.conn()
+            .execute(
+                "INSERT INTO volumes (pool, name, format, capacity_bytes, backing_pool, backing_name, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    volume.pool,
+                    volume.name,
+                    enum_to_text(&volume.format)?,
+                    to_sql_u64(volume.capacity_bytes)?,
+                    backing_pool,
+                    backing_name,
+                    volume.created_at_ms,
+                ],
+            )
+            .map_err(exists_or_backend(ObjectKind::Volume, format!("{}/{}", volume.pool, volume.name)))?;
+        Ok(())
+    }
+
+    async fn get_volume(&self, pool: &str, name: &str) -> Result<Option<VolumeRecord>, StoreError> {
+        let volumes = self.query_volumes("WHERE pool = ?1 AND name = ?2", [pool, name])?;
+        Ok(volumes.into_iter().next())
+    }
+
+    async fn list_volumes(&self, pool: Option<&str>) -> Result<Vec<VolumeRecord>, StoreError> {
+        match pool {
+            Some(pool) => self.query_volumes("WHERE pool = ?1", [pool]),
+            None => self.query_volumes("", []),
+        }
+    }
+
+    async fn set_volume_capacity(&self, pool: &str, name: &str, capacity_bytes: u64) -> Result<(), StoreError> {
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE volumes SET capacity_bytes = ?3 WHERE pool = ?1 AND name = ?2",
+                params![pool, name, to_sql_u64(capacity_bytes)?],
+            )
+            .map_err(backend)?;
+        not_found_unless_one(changed, ObjectKind::Volume, format!("{pool}/{name}"))
+    }
+
+    async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), StoreError> {
+        let deleted =
+            self.conn().execute("DELETE FROM volumes WHERE pool = ?1 AND name = ?2", [pool, name]).map_err(backend)?;
+        not_found_unless_one(deleted, ObjectKind::Volume, format!("{pool}/{name}"))
+    }
+
+    async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError> {
+        let spec = serde_json::to_string(&snapshot.spec).map_err(backend)?;
+        self.conn()
+            .execute(
+                "INSERT INTO snapshots (vm, name, kind, vm_state, spec, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    snapshot.vm,
+                    snapshot.name,
+                    enum_to_text(&snapshot.kind)?,
+                    state_to_text(snapshot.vm_state),
+                    spec,
+                    snapshot.created_at_ms,
+                ],
+            )
+            .map_err(exists_or_backend(ObjectKind::Snapshot, format!("{}/{}", snapshot.vm, snapshot.name)))?;
+        Ok(())
+    }
+
+    async fn list_snapshots(&self, vm: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT vm, name, kind, vm_state, spec, created_at_ms FROM snapshots
+                 WHERE vm = ?1 ORDER BY created_at_ms, name",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([vm], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(backend)?;
+        rows.map(|row| {
+            let (vm, name, kind, vm_state, spec, created_at_ms) = row.map_err(backend)?;
+            Ok(SnapshotRecord {
+                kind: enum_from_text(&name, &kind)?,
+                vm_state: state_from_text(&name, &vm_state)?,
+                spec: serde_json::from_str(&spec).map_err(|e| corrupt(&name, e))?,
+                vm,
+                name,
+                created_at_ms,
+            })
+        })
+        .collect()
+    }
+
+    async fn delete_snapshot(&self, vm: &str, name: &str) -> Result<(), StoreError> {
+        let deleted =
+            self.conn().execute("DELETE FROM snapshots WHERE vm = ?1 AND name = ?2", [vm, name]).map_err(backend)?;
+        not_found_unless_one(deleted, ObjectKind::Snapshot, format!("{vm}/{name}"))
+    }
+}
+
+impl SqliteStore {
+    fn query_pools<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<PoolRecord>, StoreError> {
+        let conn = self.conn();
+        let sql = format!("SELECT name, type, path, created_at_ms FROM pools {filter} ORDER BY name");
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(params, |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(backend)?;
+        rows.map(|row| {
+            let (name, pool_type, path, created_at_ms) = row.map_err(backend)?;
+            Ok(PoolRecord { pool_type: enum_from_text(&name, &pool_type)?, path: path.into(), name, created_at_ms })
+        })
+        .collect()
+    }
+
+    fn query_volumes<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<VolumeRecord>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT pool, name, format, capacity_bytes, backing_pool, backing_name, created_at_ms
+             FROM volumes {filter} ORDER BY pool, name"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(params, |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(backend)?;
+        rows.map(|row| {
+            let (pool, name, format, capacity, backing_pool, backing_name, created_at_ms) = row.map_err(backend)?;
+            Ok(VolumeRecord {
+                format: enum_from_text(&name, &format)?,
+                capacity_bytes: from_sql_u64(&name, capacity)?,
+                backing: backing_pool.zip(backing_name),
+                pool,
+                name,
+                created_at_ms,
+            })
+        })
+        .collect()
     }
 }
 

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use vireo_api::{CheckStatus, HostCheck, Vm};
-use vireo_core::spec::effective_disk_format;
+use vireo_core::spec::{disk_source, path_disk_format};
 
 /// Stdout was closed by its reader: the command stops quietly.
 #[derive(Debug)]
@@ -122,8 +122,13 @@ pub fn vm_details(vm: &Vm) -> String {
     }
     for (index, disk) in spec.disks.iter().enumerate() {
         let access = if disk.readonly { ", read-only" } else { "" };
-        let format = effective_disk_format(disk).as_str();
-        lines.push((format!("disk[{index}]"), format!("{} ({format}{access})", disk.path.display())));
+        let format = match &disk.path {
+            Some(path) => format!("{}, ", path_disk_format(path, disk.format).as_str()),
+            None => String::new(),
+        };
+        let cache =
+            serde_json::to_value(disk.cache).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        lines.push((format!("disk[{index}]"), format!("{} ({format}cache {cache}{access})", disk_source(disk))));
     }
     lines.push(("console log".into(), spec.console.log_size.to_string()));
     lines.push(("created".into(), vm.created_at.clone()));
@@ -189,7 +194,7 @@ mod tests {
                     initrd: None,
                     cmdline: Some("console=ttyS0".into()),
                 },
-                disks: vec![DiskSpec { path: "/d/root.qcow2".into(), format: None, readonly: true }],
+                disks: vec![DiskSpec { path: Some("/d/root.qcow2".into()), readonly: true, ..DiskSpec::default() }],
                 console: ConsoleSpec::default(),
             },
             accel: pid.map(|_| "kvm".into()),
@@ -222,7 +227,7 @@ mod tests {
             "kernel:       /k/bzImage\n",
             "initrd:       -\n",
             "cmdline:      console=ttyS0\n",
-            "disk[0]:      /d/root.qcow2 (qcow2, read-only)\n",
+            "disk[0]:      /d/root.qcow2 (qcow2, cache writeback, read-only)\n",
             "console log:  1MiB\n",
             "last error:   -\n",
         ] {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskFormat, DiskSpec, VmSpec};
+use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskSpec, VmSpec};
 use vireo_core::SpecError;
 
 use crate::cli::CreateArgs;
@@ -95,28 +95,51 @@ pub fn spec_from_file(name: &str, file: &str, text: &str, check: FileCheck) -> R
     Ok(spec)
 }
 
-fn validate(spec: &VmSpec, check: FileCheck) -> Result<(), SpecError> {
-    match check {
-        FileCheck::Local => vireo_core::validate_spec(spec, &|path: &Path| path.is_file()),
-        FileCheck::Remote => vireo_core::validate_spec(spec, &|_: &Path| true),
+/// What the CLI can check before sending a spec: local files (over the Unix
+/// socket the daemon shares our filesystem); volumes only the daemon knows.
+struct LocalHost(FileCheck);
+
+impl vireo_core::SpecContext for LocalHost {
+    fn file_exists(&self, path: &Path) -> bool {
+        match self.0 {
+            FileCheck::Local => path.is_file(),
+            FileCheck::Remote => true,
+        }
+    }
+
+    fn volume_exists(&self, _pool: &str, _name: &str) -> bool {
+        true
     }
 }
 
-/// `PATH[,format=raw|qcow2][,readonly=on|off]`; a literal ',' in PATH is written ',,' as in QEMU.
+fn validate(spec: &VmSpec, check: FileCheck) -> Result<(), SpecError> {
+    vireo_core::validate_spec(spec, &LocalHost(check))
+}
+
+/// `POOL/NAME` or `PATH`, then `[,format=raw|qcow2][,readonly=on|off][,cache=MODE][,aio=MODE][,boot_order=N]`.
+/// A value with exactly one `/` that starts with neither `/` nor `.` names a volume;
+/// anything else is a file path. A literal ',' in PATH is written ',,' as in QEMU.
 pub fn parse_disk(value: &str, cwd: &Path) -> Result<DiskSpec, String> {
     let fail = |reason: String| format!("--disk '{value}': {reason}");
     let mut parts = split_options(value).into_iter();
-    let path = parts.next().unwrap_or_default();
-    if path.is_empty() {
-        return Err(fail("no image path".into()));
+    let source = parts.next().unwrap_or_default();
+    if source.is_empty() {
+        return Err(fail("no volume or image path".into()));
     }
-    let mut disk = DiskSpec { path: absolute(cwd, Path::new(&path)), format: None, readonly: false };
+    let mut disk = DiskSpec::default();
+    if is_volume_ref(&source) {
+        disk.volume = Some(source);
+    } else {
+        disk.path = Some(absolute(cwd, Path::new(&source)));
+    }
     for option in parts {
         match option.split_once('=') {
-            Some(("format", "raw")) => disk.format = Some(DiskFormat::Raw),
-            Some(("format", "qcow2")) => disk.format = Some(DiskFormat::Qcow2),
-            Some(("format", other)) => {
-                return Err(fail(format!("unknown format '{other}' (use raw or qcow2)")));
+            Some(("format", value)) => disk.format = Some(parse_choice("format", value).map_err(fail)?),
+            Some(("cache", value)) => disk.cache = parse_choice("cache", value).map_err(fail)?,
+            Some(("aio", value)) => disk.aio = parse_choice("aio", value).map_err(fail)?,
+            Some(("boot_order", value)) => {
+                disk.boot_order =
+                    Some(value.parse().map_err(|_| fail(format!("boot_order must be a number, got '{value}'")))?)
             }
             Some(("readonly", flag)) => {
                 disk.readonly =
@@ -124,11 +147,23 @@ pub fn parse_disk(value: &str, cwd: &Path) -> Result<DiskSpec, String> {
             }
             None if option == "readonly" => disk.readonly = true,
             _ => {
-                return Err(fail(format!("unknown option '{option}' (use format=raw|qcow2 or readonly=on)")));
+                return Err(fail(format!(
+                    "unknown option '{option}' (use format=, readonly=, cache=, aio= or boot_order=)"
+                )));
             }
         }
     }
     Ok(disk)
+}
+
+fn is_volume_ref(source: &str) -> bool {
+    !source.starts_with(['/', '.']) && source.matches('/').count() == 1
+}
+
+/// Parses one of the spec's lowercase enum values, e.g. `cache=none`, with the spec's own names.
+fn parse_choice<T: serde::de::DeserializeOwned>(option: &str, value: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| format!("unknown {option} '{value}'"))
 }
 
 fn parse_on_off(flag: &str) -> Option<bool> {
@@ -166,6 +201,7 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command, VmCommand};
+    use vireo_api::DiskFormat;
 
     fn create_args(flags: &[&str]) -> CreateArgs {
         let argv = [&["vireo", "vm", "create", "web1"], flags].concat();
@@ -179,11 +215,22 @@ mod tests {
     fn disks_take_options() {
         let cwd = Path::new("/work");
         let disk = parse_disk("a.qcow2", cwd).unwrap();
-        assert_eq!(disk, DiskSpec { path: "/work/a.qcow2".into(), format: None, readonly: false });
-        let disk = parse_disk("/img/b,format=raw,readonly=on", cwd).unwrap();
-        assert_eq!(disk, DiskSpec { path: "/img/b".into(), format: Some(DiskFormat::Raw), readonly: true });
+        assert_eq!(disk, DiskSpec { path: Some("/work/a.qcow2".into()), ..DiskSpec::default() });
+        let disk = parse_disk("/img/b,format=raw,readonly=on,cache=none,aio=native,boot_order=2", cwd).unwrap();
+        assert_eq!(
+            disk,
+            DiskSpec {
+                path: Some("/img/b".into()),
+                format: Some(DiskFormat::Raw),
+                readonly: true,
+                cache: vireo_api::DiskCache::None,
+                aio: vireo_api::DiskAio::Native,
+                boot_order: Some(2),
+                ..DiskSpec::default()
+            }
+        );
         let disk = parse_disk("./odd,,name.img,readonly,format=qcow2", cwd).unwrap();
-        assert_eq!(disk.path, PathBuf::from("/work/odd,name.img"));
+        assert_eq!(disk.path, Some(PathBuf::from("/work/odd,name.img")));
         assert!(disk.readonly);
         assert_eq!(disk.format, Some(DiskFormat::Qcow2));
     }
@@ -191,10 +238,22 @@ mod tests {
     #[test]
     fn bad_disk_options_say_what_is_wrong() {
         let cwd = Path::new("/");
-        assert!(parse_disk(",format=raw", cwd).unwrap_err().contains("no image path"));
+        assert!(parse_disk(",format=raw", cwd).unwrap_err().contains("no volume or image path"));
         assert!(parse_disk("a,format=vmdk", cwd).unwrap_err().contains("unknown format 'vmdk'"));
         assert!(parse_disk("a,readonly=maybe", cwd).unwrap_err().contains("readonly must be on or off"));
-        assert!(parse_disk("a,cache=none", cwd).unwrap_err().contains("unknown option 'cache=none'"));
+        assert!(parse_disk("a,cache=sometimes", cwd).unwrap_err().contains("unknown cache 'sometimes'"));
+        assert!(parse_disk("a,colour=red", cwd).unwrap_err().contains("unknown option 'colour=red'"));
+    }
+
+    #[test]
+    fn pool_slash_name_is_a_volume() {
+        let cwd = Path::new("/work");
+        assert_eq!(parse_disk("default/root.qcow2", cwd).unwrap().volume.as_deref(), Some("default/root.qcow2"));
+        assert_eq!(
+            parse_disk("./default/root.qcow2", cwd).unwrap().path,
+            Some(PathBuf::from("/work/default/root.qcow2"))
+        );
+        assert_eq!(parse_disk("a/b/c.img", cwd).unwrap().path, Some(PathBuf::from("/work/a/b/c.img")));
     }
 
     #[test]
@@ -225,7 +284,7 @@ mod tests {
         assert_eq!(spec.boot.kernel, Some(PathBuf::from("/vms/bzImage")));
         assert_eq!(spec.boot.initrd, Some(PathBuf::from("/i/initrd")));
         assert_eq!(spec.boot.cmdline.as_deref(), Some("console=ttyS0 quiet"));
-        assert_eq!(spec.disks[0].path, PathBuf::from("/vms/root.qcow2"));
+        assert_eq!(spec.disks[0].path, Some(PathBuf::from("/vms/root.qcow2")));
         assert_eq!(spec.console.log_size, ByteSize(64 * 1024));
         assert_eq!(validate_flags(&spec, FileCheck::Remote), Ok(()));
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use vireo_api::{StopRequest, VmState};
 use vireo_core::{Action, RuntimeRecord, VmRecord};
-use vireo_qemu::RuntimePaths;
+use vireo_qemu::{Launch, RuntimePaths};
 
 use super::{Slot, VmManager, ensure};
 use crate::error::ServerError;
@@ -38,7 +38,12 @@ impl VmManager {
             .map_err(|source| ServerError::Accel { name: name.clone(), source })?;
         self.save_state(record, VmState::Starting).await?;
         let paths = RuntimePaths::new(self.vm_dir(&name));
-        let process = match vireo_qemu::spawn(&self.qemu_binary, &record.spec, choice.accel, &paths).await {
+        let disks = match self.resolve_disks(&record.spec.disks).await {
+            Ok(disks) => disks,
+            Err(err) => return Err(self.fail_start(record, err).await),
+        };
+        let launch = Launch { spec: &record.spec, accel: choice.accel, disks };
+        let process = match vireo_qemu::spawn(&self.qemu_binary, &launch, &paths).await {
             Ok(process) => process,
             Err(source) => return Err(self.fail_start(record, qemu_error(&name, "start")(source)).await),
         };

@@ -6,6 +6,7 @@
 //! store while the job lock is held, so the store is the single truth the
 //! daemon recovers from after a restart (see `recover`).
 
+mod disks;
 mod lifecycle;
 mod live;
 mod recover;
@@ -94,7 +95,7 @@ impl VmManager {
     }
 
     pub async fn create(&self, spec: VmSpec) -> Result<VmRecord, ServerError> {
-        validate_spec(&spec, &is_regular_file)?;
+        validate_spec(&spec, &self.host_view().await?)?;
         let now = now_ms();
         let mut record = VmRecord {
             name: spec.name.clone(),
