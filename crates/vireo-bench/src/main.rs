@@ -1,0 +1,194 @@
+//! `vireo-bench`: the figures of docs/benchmarks.md.
+//!
+//! It measures vireo from the outside, as a user meets it: a private
+//! `vireo serve` (the release binary, a temporary data directory) driven
+//! through vireo-client and the real CLI binary. Start → marker is compared
+//! with the same guest run by plain QEMU by hand; the scale benchmark defines
+//! many VMs and times listing them. It must not reach into the daemon's
+//! internals: only the API, the CLI and what /proc says about processes.
+//! Everything it starts (daemons, QEMUs) is stopped again, also on Ctrl-C.
+
+mod boot;
+mod daemon;
+mod machine;
+mod procfs;
+mod report;
+mod scale;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::boot::Guest;
+use crate::daemon::{PrivateDaemon, QemuReaper};
+use crate::report::Results;
+
+#[derive(Debug, Parser)]
+#[command(name = "vireo-bench", about = "Benchmark vireo: start → marker against plain QEMU, and 1000 defined VMs")]
+struct Args {
+    /// Smoke test: 2 boot runs and 100 VMs (unless --runs / --vms say otherwise)
+    #[arg(long)]
+    quick: bool,
+    /// Start → marker runs of each side [default: 7, --quick: 2]
+    #[arg(long, value_name = "N")]
+    runs: Option<usize>,
+    /// Unrecorded warm-up pairs before the start → marker runs
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    warmup: usize,
+    /// VMs to define for the scale benchmark [default: 1000, --quick: 100]
+    #[arg(long, value_name = "N")]
+    vms: Option<usize>,
+    /// Runs of each list latency measurement
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    list_runs: usize,
+    /// Run only one of the benchmarks
+    #[arg(long, value_enum)]
+    only: Option<Bench>,
+    /// The vireo binary [default: `vireo` beside this program]
+    #[arg(long, value_name = "PATH")]
+    vireo: Option<PathBuf>,
+    /// The QEMU binary, for the daemon and the plain runs [default: $VIREO_QEMU, else qemu-system-x86_64 in PATH]
+    #[arg(long, value_name = "PATH")]
+    qemu: Option<PathBuf>,
+    /// Directory with the test guest's vmlinuz and initramfs.img
+    #[arg(long, value_name = "DIR", env = "VIREO_TEST_GUEST_DIR", default_value = "/var/cache/vireo/test-guest")]
+    guest_dir: PathBuf,
+    /// Write the Markdown report to FILE (e.g. docs/benchmarks.md)
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Write the results as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Keep the temporary directory (daemon logs, qmp.log of every VM) and print its path
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Bench {
+    Boot,
+    Scale,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Err(err) = main_with(&args).await {
+        eprintln!("vireo-bench: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn main_with(args: &Args) -> anyhow::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let work =
+        tempfile::Builder::new().prefix("vireo-bench-").tempdir().context("cannot create a temporary directory")?;
+    let reaper = QemuReaper { dir: work.path().to_path_buf() };
+    // On a signal the benchmark future is dropped, which kills its daemons and plain QEMUs;
+    // the reaper then takes the daemons' QEMUs, which live in their own sessions.
+    let outcome = tokio::select! {
+        outcome = run(args, work.path()) => outcome,
+        _ = interrupt.recv() => Err(anyhow::anyhow!("interrupted")),
+        _ = terminate.recv() => Err(anyhow::anyhow!("terminated")),
+    };
+    drop(reaper);
+    if args.keep {
+        eprintln!("vireo-bench: kept {}", work.keep().display());
+    }
+    let results = outcome?;
+
+    let markdown = report::markdown(&results);
+    print!("{markdown}");
+    if let Some(path) = &args.write {
+        std::fs::write(path, &markdown).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("vireo-bench: wrote {}", path.display());
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&results)? + "\n";
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("vireo-bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, work: &Path) -> anyhow::Result<Results> {
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let vireo = match &args.vireo {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("vireo"),
+    };
+    if !vireo.is_file() {
+        bail!("{} not found; build it with cargo build --release -p vireo, or pass --vireo", vireo.display());
+    }
+    let qemu = find_qemu(args.qemu.as_deref())?;
+    let guest = Guest::in_dir(&args.guest_dir)?;
+    let runs = args.runs.unwrap_or(if args.quick { 2 } else { 7 });
+    let vms = args.vms.unwrap_or(if args.quick { 100 } else { 1000 });
+    measure(args, &date, &vireo, &qemu, &guest, runs, vms, work).await
+}
+
+/// Both benchmarks, each with its own daemon, which is shut down (VMs force-stopped) whatever happens.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    args: &Args,
+    date: &str,
+    vireo: &Path,
+    qemu: &Path,
+    guest: &Guest,
+    runs: usize,
+    vms: usize,
+    work: &Path,
+) -> anyhow::Result<Results> {
+    let boot_daemon = PrivateDaemon::start(vireo, qemu, work.join("boot")).await?;
+    let mut machine = machine::Machine::gather(qemu, &boot_daemon.client()).await;
+    let boot = if args.only != Some(Bench::Scale) {
+        eprintln!("vireo-bench: start → marker, {runs} runs each way after {} warm-up pair(s)", args.warmup);
+        let outcome = boot::run(&boot_daemon, qemu, guest, runs, args.warmup, work).await;
+        boot_daemon.shutdown().await;
+        Some(outcome?)
+    } else {
+        boot_daemon.shutdown().await;
+        None
+    };
+    let scale = if args.only != Some(Bench::Boot) {
+        let daemon = PrivateDaemon::start(vireo, qemu, work.join("scale")).await?;
+        let outcome = scale::run(&daemon, vireo, guest, vms, args.list_runs).await;
+        daemon.shutdown().await;
+        Some(outcome?)
+    } else {
+        None
+    };
+    machine.loadavg_after = machine::loadavg();
+    Ok(Results {
+        date: date.to_string(),
+        command: std::env::var("VIREO_BENCH_COMMAND").ok().filter(|c| !c.is_empty()),
+        program: std::env::args().collect::<Vec<_>>().join(" "),
+        revision: std::env::var("VIREO_BENCH_REVISION").ok().filter(|r| !r.is_empty()),
+        quick: args.quick,
+        machine,
+        boot,
+        scale,
+    })
+}
+
+fn find_qemu(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("VIREO_QEMU").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("qemu-system-x86_64"))
+        .find(|candidate| candidate.is_file())
+        .context("qemu-system-x86_64 is not in PATH (scripts/install-deps.sh installs it)")
+}

@@ -1,0 +1,80 @@
+//! Order statistics of a handful of samples.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// min / median / p95 / max of a sample set, in the samples' unit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    pub n: usize,
+    pub min: f64,
+    /// The middle sample; the mean of the two middle ones for an even count.
+    pub median: f64,
+    /// Nearest rank: the smallest sample with at least 95 % of the samples at or below it.
+    pub p95: f64,
+    pub max: f64,
+    /// Every sample, in the order it was taken.
+    pub samples: Vec<f64>,
+}
+
+impl Summary {
+    /// `None` for an empty set.
+    pub fn of(samples: &[f64]) -> Option<Summary> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+        let rank = (n * 95).div_ceil(100).max(1);
+        Some(Summary {
+            n,
+            min: sorted[0],
+            median,
+            p95: sorted[rank - 1],
+            max: sorted[n - 1],
+            samples: samples.to_vec(),
+        })
+    }
+
+    /// Durations in milliseconds.
+    pub fn of_ms(durations: &[Duration]) -> Option<Summary> {
+        Summary::of(&durations.iter().map(|d| ms(*d)).collect::<Vec<_>>())
+    }
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_and_even_counts() {
+        let odd = Summary::of(&[5.0, 1.0, 3.0]).unwrap();
+        assert_eq!((odd.min, odd.median, odd.max), (1.0, 3.0, 5.0));
+        assert_eq!(odd.samples, vec![5.0, 1.0, 3.0], "samples keep their order");
+        let even = Summary::of(&[4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!(even.median, 2.5);
+        assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn p95_is_the_nearest_rank() {
+        let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(Summary::of(&twenty).unwrap().p95, 19.0);
+        let seven: Vec<f64> = (1..=7).map(f64::from).collect();
+        assert_eq!(Summary::of(&seven).unwrap().p95, 7.0);
+        assert_eq!(Summary::of(&[42.0]).unwrap().p95, 42.0);
+    }
+
+    #[test]
+    fn durations_become_milliseconds() {
+        let summary = Summary::of_ms(&[Duration::from_micros(1500), Duration::from_millis(3)]).unwrap();
+        assert_eq!(summary.median, 2.25);
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs Vireo's benchmarks and rewrites docs/benchmarks.md with the figures:
+# start → marker through the daemon against plain QEMU, and the daemon with
+# 1000 defined VMs. Installs what is missing, builds the test guest and the
+# release binaries first. Extra arguments go to vireo-bench, e.g.
+#
+#   scripts/bench.sh                 # the real benchmark (several minutes under TCG)
+#   scripts/bench.sh --quick         # smoke test: 2 runs, 100 VMs; does not touch docs/
+#
+# Machine-readable results: target/vireo-bench/results.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+VIREO_TEST_GUEST_DIR=$(scripts/build-test-guest.sh | tail -1)
+export VIREO_TEST_GUEST_DIR
+cargo build --release --locked -p vireo -p vireo-bench
+
+bench_args=(--json target/vireo-bench/results.json)
+# A quick run is a smoke test: its figures must not replace the real ones.
+quick=0
+for arg in "$@"; do
+	[[ $arg == --quick ]] && quick=1
+done
+((quick)) || bench_args+=(--write docs/benchmarks.md)
+
+VIREO_BENCH_COMMAND="scripts/bench.sh${*:+ $*}"
+# The revision measured: `git describe`, unless the caller knows better (e.g. an export of a commit).
+VIREO_BENCH_REVISION=${VIREO_BENCH_REVISION:-$(git describe --always --dirty 2>/dev/null || echo unknown)}
+export VIREO_BENCH_COMMAND VIREO_BENCH_REVISION
+exec target/release/vireo-bench "${bench_args[@]}" "$@"
