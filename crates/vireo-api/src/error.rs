@@ -21,6 +21,20 @@ pub enum ErrorCode {
     VmExists,
     /// The operation does not fit the VM's current state.
     InvalidState,
+    /// No storage pool of that name.
+    PoolNotFound,
+    /// No volume of that name in the pool.
+    VolumeNotFound,
+    /// No snapshot of that name for the VM.
+    SnapshotNotFound,
+    /// A pool, volume or snapshot of that name already exists.
+    AlreadyExists,
+    /// The object is used by something else (a VM, a linked clone, a snapshot) and cannot go.
+    InUse,
+    /// The request is valid but cannot be done to this object (e.g. a snapshot of a VM with raw disks).
+    Unsupported,
+    /// qemu-img or the filesystem failed.
+    StorageFailed,
     /// The requested accelerator cannot run on this host.
     AccelUnavailable,
     /// The request body is too large.
@@ -37,11 +51,15 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::NotFound | ErrorCode::VmNotFound => 404,
-            ErrorCode::VmExists | ErrorCode::InvalidState => 409,
+            ErrorCode::NotFound
+            | ErrorCode::VmNotFound
+            | ErrorCode::PoolNotFound
+            | ErrorCode::VolumeNotFound
+            | ErrorCode::SnapshotNotFound => 404,
+            ErrorCode::VmExists | ErrorCode::InvalidState | ErrorCode::AlreadyExists | ErrorCode::InUse => 409,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::InvalidSpec | ErrorCode::AccelUnavailable => 422,
-            ErrorCode::QemuFailed | ErrorCode::Internal => 500,
+            ErrorCode::InvalidSpec | ErrorCode::AccelUnavailable | ErrorCode::Unsupported => 422,
+            ErrorCode::QemuFailed | ErrorCode::StorageFailed | ErrorCode::Internal => 500,
         }
     }
 }

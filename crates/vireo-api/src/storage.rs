@@ -68,7 +68,7 @@ pub struct VolumeCreate {
     pub format: Option<DiskFormat>,
 }
 
-/// Body of `POST /v1/pools/{pool}/volumes/import`: copy an image file into the pool.
+/// Body of `POST /v1/pools/{pool}/import`: copy an image file into the pool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeImport {

@@ -18,9 +18,12 @@ pub enum ClientError {
     /// The bearer token cannot be sent in an HTTP header.
     #[error("the API token contains characters that cannot be sent in an HTTP header")]
     InvalidToken,
-    /// A VM name that cannot name a route (the empty name).
-    #[error("a VM name must not be empty")]
-    EmptyName,
+    /// A name that cannot name a route (the empty name); `what` says whose name it is.
+    #[error("a {what} name must not be empty")]
+    EmptyName { what: &'static str },
+    /// A volume reference without the `/` of `POOL/NAME`.
+    #[error("'{text}' is not of the form POOL/NAME")]
+    NotAVolume { text: String },
     /// The daemon refused the request and said why.
     #[error("{}", api_message(.0))]
     Api(ApiError),

@@ -5,12 +5,15 @@
 //! permissions, no token) or over TCP with a bearer token, sends and receives
 //! the wire types of `vireo-api`, and turns every non-2xx answer into
 //! [`ClientError::Api`] carrying the daemon's error code and message. The VM
-//! console is a WebSocket whose binary messages carry raw serial bytes. This
-//! crate must not know about the daemon's internals, QEMU or the terminal:
-//! it only moves API types over the wire.
+//! console is a WebSocket whose binary messages carry raw serial bytes; a long
+//! storage operation (import) answers with an NDJSON stream of progress lines,
+//! read as it arrives. This crate must not know about the daemon's internals,
+//! QEMU or the terminal: it only moves API types over the wire.
 
 mod console;
 mod error;
+mod ndjson;
+mod routes;
 mod transport;
 
 use std::ffi::OsString;
@@ -20,10 +23,14 @@ use std::path::{Path, PathBuf};
 use hyper::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use vireo_api::{API_PREFIX, HostCheck, StopRequest, Vm, VmSpec};
+use vireo_api::{
+    API_PREFIX, DiskSpec, HostCheck, Pool, PoolSpec, Snapshot, SnapshotCreate, StopRequest, Vm, VmSpec, Volume,
+    VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
+};
 
 pub use console::{ConsoleReceiver, ConsoleSender, ConsoleStream};
 pub use error::ClientError;
+use ndjson::ProgressReader;
 use transport::Target;
 
 /// Where the daemon listens.
@@ -106,13 +113,12 @@ impl Client {
 
     /// `GET /v1/vms/{name}`
     pub async fn get_vm(&self, name: &str) -> Result<Vm, ClientError> {
-        self.call(Method::GET, &vm_path(name, "")?, None::<&()>).await
+        self.call(Method::GET, &routes::vm(name, "")?, None::<&()>).await
     }
 
     /// `DELETE /v1/vms/{name}`
     pub async fn delete_vm(&self, name: &str) -> Result<(), ClientError> {
-        self.target()?.send(Method::DELETE, &vm_path(name, "")?, None).await?;
-        Ok(())
+        self.send(Method::DELETE, &routes::vm(name, "")?).await
     }
 
     /// `POST /v1/vms/{name}/start`
@@ -122,7 +128,7 @@ impl Client {
 
     /// `POST /v1/vms/{name}/stop`: graceful unless `req.force`.
     pub async fn stop_vm(&self, name: &str, req: &StopRequest) -> Result<Vm, ClientError> {
-        self.call(Method::POST, &vm_path(name, "/stop")?, Some(req)).await
+        self.call(Method::POST, &routes::vm(name, "/stop")?, Some(req)).await
     }
 
     /// `POST /v1/vms/{name}/pause`
@@ -142,11 +148,130 @@ impl Client {
 
     /// `GET /v1/vms/{name}/logs`: the kept console output, or its last `tail_bytes` bytes.
     pub async fn vm_logs(&self, name: &str, tail_bytes: Option<u64>) -> Result<Vec<u8>, ClientError> {
-        let mut path = vm_path(name, "/logs")?;
+        let mut path = routes::vm(name, "/logs")?;
         if let Some(tail) = tail_bytes {
             path.push_str(&format!("?tail_bytes={tail}"));
         }
         Ok(self.target()?.send(Method::GET, &path, None).await?.into())
+    }
+
+    /// `POST /v1/vms/{name}/save`: writes the VM's memory to disk and stops it (state `saved`).
+    pub async fn save_vm(&self, name: &str) -> Result<Vm, ClientError> {
+        self.action(name, "save").await
+    }
+
+    /// `POST /v1/vms/{name}/restore`: resumes a saved VM where it was.
+    pub async fn restore_vm(&self, name: &str) -> Result<Vm, ClientError> {
+        self.action(name, "restore").await
+    }
+
+    /// `POST /v1/vms/{name}/disks`: adds a disk to the VM's spec, hot-plugged if it runs.
+    pub async fn attach_disk(&self, name: &str, disk: &DiskSpec) -> Result<Vm, ClientError> {
+        self.call(Method::POST, &routes::vm(name, "/disks")?, Some(disk)).await
+    }
+
+    /// `DELETE /v1/vms/{name}/disks/{pool}/{volume}`: removes the disk of `volume` (`POOL/NAME`) from the VM.
+    pub async fn detach_disk(&self, name: &str, volume: &str) -> Result<Vm, ClientError> {
+        let (pool, volume) =
+            volume.split_once('/').ok_or_else(|| ClientError::NotAVolume { text: volume.to_string() })?;
+        self.call(Method::DELETE, &routes::vm_disk(name, pool, volume)?, None::<&()>).await
+    }
+
+    /// `GET /v1/vms/{name}/snapshots`
+    pub async fn list_snapshots(&self, vm: &str) -> Result<Vec<Snapshot>, ClientError> {
+        self.call(Method::GET, &routes::vm(vm, "/snapshots")?, None::<&()>).await
+    }
+
+    /// `POST /v1/vms/{name}/snapshots`
+    pub async fn create_snapshot(&self, vm: &str, snapshot: &SnapshotCreate) -> Result<Snapshot, ClientError> {
+        self.call(Method::POST, &routes::vm(vm, "/snapshots")?, Some(snapshot)).await
+    }
+
+    /// `DELETE /v1/vms/{name}/snapshots/{snapshot}`
+    pub async fn delete_snapshot(&self, vm: &str, snapshot: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, &routes::snapshot(vm, snapshot, "")?).await
+    }
+
+    /// `POST /v1/vms/{name}/snapshots/{snapshot}/revert`
+    pub async fn revert_snapshot(&self, vm: &str, snapshot: &str) -> Result<Vm, ClientError> {
+        self.call(Method::POST, &routes::snapshot(vm, snapshot, "/revert")?, None::<&()>).await
+    }
+
+    /// `GET /v1/pools`
+    pub async fn list_pools(&self) -> Result<Vec<Pool>, ClientError> {
+        self.call(Method::GET, &format!("{API_PREFIX}/pools"), None::<&()>).await
+    }
+
+    /// `POST /v1/pools`
+    pub async fn create_pool(&self, spec: &PoolSpec) -> Result<Pool, ClientError> {
+        self.call(Method::POST, &format!("{API_PREFIX}/pools"), Some(spec)).await
+    }
+
+    /// `GET /v1/pools/{pool}`
+    pub async fn get_pool(&self, name: &str) -> Result<Pool, ClientError> {
+        self.call(Method::GET, &routes::pool(name, "")?, None::<&()>).await
+    }
+
+    /// `DELETE /v1/pools/{pool}`: refused (`in_use`) while the pool holds volumes.
+    pub async fn delete_pool(&self, name: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, &routes::pool(name, "")?).await
+    }
+
+    /// `GET /v1/pools/{pool}/volumes` for one pool, `GET /v1/volumes` for all of them.
+    pub async fn list_volumes(&self, pool: Option<&str>) -> Result<Vec<Volume>, ClientError> {
+        let path = match pool {
+            Some(pool) => routes::pool(pool, "/volumes")?,
+            None => format!("{API_PREFIX}/volumes"),
+        };
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `POST /v1/pools/{pool}/volumes`: a new empty volume.
+    pub async fn create_volume(&self, pool: &str, volume: &VolumeCreate) -> Result<Volume, ClientError> {
+        self.call(Method::POST, &routes::pool(pool, "/volumes")?, Some(volume)).await
+    }
+
+    /// `GET /v1/pools/{pool}/volumes/{volume}`, with the backing chain.
+    pub async fn get_volume(&self, pool: &str, name: &str) -> Result<Volume, ClientError> {
+        self.call(Method::GET, &routes::volume(pool, name, "")?, None::<&()>).await
+    }
+
+    /// `DELETE /v1/pools/{pool}/volumes/{volume}`
+    pub async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, &routes::volume(pool, name, "")?).await
+    }
+
+    /// `POST /v1/pools/{pool}/volumes/{volume}/clone`: a copy, or a linked clone, at `clone.target`.
+    pub async fn clone_volume(&self, pool: &str, name: &str, clone: &VolumeClone) -> Result<Volume, ClientError> {
+        self.call(Method::POST, &routes::volume(pool, name, "/clone")?, Some(clone)).await
+    }
+
+    /// `POST /v1/pools/{pool}/volumes/{volume}/resize`
+    pub async fn resize_volume(&self, pool: &str, name: &str, resize: &VolumeResize) -> Result<Volume, ClientError> {
+        self.call(Method::POST, &routes::volume(pool, name, "/resize")?, Some(resize)).await
+    }
+
+    /// `POST /v1/pools/{pool}/import`: copies an image file on the daemon's host into the pool.
+    ///
+    /// The daemon streams NDJSON while it copies; `on_progress` gets each fraction done (0.0 to 1.0)
+    /// as it arrives. A refusal before the copy starts is an ordinary error answer; a failure during
+    /// the copy arrives as the stream's `error` line. Both become [`ClientError::Api`].
+    pub async fn import_volume(
+        &self,
+        pool: &str,
+        import: &VolumeImport,
+        on_progress: impl FnMut(f64),
+    ) -> Result<Volume, ClientError> {
+        let path = routes::pool(pool, "/import")?;
+        let body = encode(&path, import)?;
+        let mut stream = self.target()?.open_stream(Method::POST, &path, Some(body)).await?;
+        let mut reader = ProgressReader::new(on_progress);
+        while let Some(chunk) = stream.next_chunk().await {
+            if let Some(volume) = reader.feed(&chunk?)? {
+                return Ok(volume);
+            }
+        }
+        reader.finish()
     }
 
     /// `GET /v1/host/check`
@@ -161,7 +286,7 @@ impl Client {
 
     /// `GET /v1/vms/{name}/console`, upgraded to a WebSocket.
     pub async fn console(&self, name: &str) -> Result<ConsoleStream, ClientError> {
-        console::open(&self.target()?, &vm_path(name, "/console")?).await
+        console::open(&self.target()?, &routes::vm(name, "/console")?).await
     }
 
     fn target(&self) -> Result<Target, ClientError> {
@@ -169,7 +294,7 @@ impl Client {
     }
 
     async fn action(&self, name: &str, action: &str) -> Result<Vm, ClientError> {
-        self.call(Method::POST, &vm_path(name, &format!("/{action}"))?, None::<&()>).await
+        self.call(Method::POST, &routes::vm(name, &format!("/{action}"))?, None::<&()>).await
     }
 
     /// Sends `body` as JSON (if any) and decodes the JSON answer.
@@ -179,49 +304,25 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let json = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| ClientError::Protocol(format!("cannot encode the request to {path}: {e}")))?;
+        let json = body.map(|body| encode(path, body)).transpose()?;
         let answer = self.target()?.send(method.clone(), path, json).await?;
         serde_json::from_slice(&answer).map_err(|e| ClientError::Protocol(format!("{method} {path}: {e}")))
     }
+
+    /// Sends a request without a body whose answer carries nothing (`204 No Content`).
+    async fn send(&self, method: Method, path: &str) -> Result<(), ClientError> {
+        self.target()?.send(method, path, None).await?;
+        Ok(())
+    }
 }
 
-/// `/v1/vms/{name}{suffix}` with the name percent-encoded, so no name can reach another route.
-fn vm_path(name: &str, suffix: &str) -> Result<String, ClientError> {
-    if name.is_empty() {
-        return Err(ClientError::EmptyName);
-    }
-    Ok(format!("{API_PREFIX}/vms/{}{suffix}", encode_segment(name)))
-}
-
-/// Keeps `[A-Za-z0-9_-]` (the whole alphabet of valid names) and percent-encodes every other byte,
-/// `.` included so that `..` stays a name rather than a step up.
-fn encode_segment(segment: &str) -> String {
-    let mut encoded = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+fn encode<B: Serialize>(path: &str, body: &B) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(body).map_err(|e| ClientError::Protocol(format!("cannot encode the request to {path}: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_cannot_change_the_route() {
-        assert_eq!(vm_path("web-1_a", "/start").unwrap(), "/v1/vms/web-1_a/start");
-        assert_eq!(vm_path("../host/check", "").unwrap(), "/v1/vms/%2E%2E%2Fhost%2Fcheck");
-        assert_eq!(vm_path("a?b#c d", "/logs").unwrap(), "/v1/vms/a%3Fb%23c%20d/logs");
-        assert_eq!(vm_path("é", "").unwrap(), "/v1/vms/%C3%A9");
-        assert!(matches!(vm_path("", "/start"), Err(ClientError::EmptyName)));
-    }
 
     #[test]
     fn data_dir_follows_xdg() {

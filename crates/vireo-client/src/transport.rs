@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::task::JoinHandle;
 use vireo_api::ApiError;
 
 use crate::Endpoint;
@@ -81,22 +84,7 @@ impl Target {
 
     /// Sends one request and returns the body of a 2xx answer; anything else becomes an error.
     pub(crate) async fn send(&self, method: Method, path: &str, json: Option<Vec<u8>>) -> Result<Bytes, ClientError> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, &self.host)
-            .header(USER_AGENT, concat!("vireo-client/", env!("CARGO_PKG_VERSION")))
-            .header(ACCEPT, "application/json");
-        if let Some(bearer) = &self.authorization {
-            builder = builder.header(AUTHORIZATION, bearer.clone());
-        }
-        if json.is_some() {
-            builder = builder.header(CONTENT_TYPE, "application/json");
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(json.unwrap_or_default())))
-            .map_err(|e| ClientError::Protocol(format!("cannot build request for {path}: {e}")))?;
-
+        let request = self.request(method, path, json, "application/json")?;
         let io = self.connect().await?;
         let http_error = |source| ClientError::Http { target: self.describe(), source };
         let (mut sender, connection) =
@@ -112,6 +100,90 @@ impl Target {
         let (status, body) = exchanged.map_err(http_error)?;
         check_status(status, body)
     }
+
+    /// Sends one request whose 2xx answer is a stream (NDJSON), to be read as it arrives;
+    /// an error status is read whole and becomes an error as with [`send`](Target::send).
+    pub(crate) async fn open_stream(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+    ) -> Result<BodyStream, ClientError> {
+        let request = self.request(method, path, json, "application/x-ndjson, application/json")?;
+        let io = self.connect().await?;
+        let http_error = |source| ClientError::Http { target: self.describe(), source };
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(http_error)?;
+        // The body is read after this returns, so the connection must be driven by a task of its own.
+        let connection = AbortOnDrop(tokio::spawn(async move {
+            let _ = connection.await;
+        }));
+        let response = sender.send_request(request).await.map_err(http_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.into_body().collect().await.map_err(http_error)?.to_bytes();
+            return Err(status_error(status, &body));
+        }
+        Ok(BodyStream { body: response.into_body(), target: self.describe(), _sender: sender, _connection: connection })
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        accept: &'static str,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.host)
+            .header(USER_AGENT, concat!("vireo-client/", env!("CARGO_PKG_VERSION")))
+            .header(ACCEPT, accept);
+        if let Some(bearer) = &self.authorization {
+            builder = builder.header(AUTHORIZATION, bearer.clone());
+        }
+        if json.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        builder
+            .body(Full::new(Bytes::from(json.unwrap_or_default())))
+            .map_err(|e| ClientError::Protocol(format!("cannot build request for {path}: {e}")))
+    }
+}
+
+/// The body of a 2xx answer, chunk by chunk as the daemon sends it.
+pub(crate) struct BodyStream {
+    body: Incoming,
+    target: String,
+    /// Kept so the connection stays open until the body has been read.
+    _sender: SendRequest<Full<Bytes>>,
+    _connection: AbortOnDrop,
+}
+
+impl BodyStream {
+    /// The next non-empty chunk; `None` at the end of the body.
+    pub(crate) async fn next_chunk(&mut self) -> Option<Result<Bytes, ClientError>> {
+        loop {
+            match self.body.frame().await? {
+                // Trailers carry nothing this client uses.
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => return Some(Ok(data)),
+                    _ => continue,
+                },
+                Err(source) => return Some(Err(ClientError::Http { target: self.target.clone(), source })),
+            }
+        }
+    }
+}
+
+/// A task that ends with its owner, so an abandoned stream does not leave a connection behind.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A 2xx body, or the error the daemon described.
@@ -119,13 +191,18 @@ pub(crate) fn check_status(status: StatusCode, body: Bytes) -> Result<Bytes, Cli
     if status.is_success() {
         return Ok(body);
     }
-    if let Ok(api) = serde_json::from_slice::<ApiError>(&body) {
-        return Err(ClientError::Api(api));
+    Err(status_error(status, &body))
+}
+
+/// The error an error status stands for: the daemon's API error, or a quote of whatever else answered.
+fn status_error(status: StatusCode, body: &[u8]) -> ClientError {
+    if let Ok(api) = serde_json::from_slice::<ApiError>(body) {
+        return ClientError::Api(api);
     }
-    let text = String::from_utf8_lossy(&body);
+    let text = String::from_utf8_lossy(body);
     let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(MAX_BODY_QUOTE).collect();
     let body = if text.is_empty() { status.canonical_reason().unwrap_or("no reason given").to_string() } else { text };
-    Err(ClientError::Status { status: status.as_u16(), body })
+    ClientError::Status { status: status.as_u16(), body }
 }
 
 /// `http://HOST:PORT[/]` → `HOST:PORT`, with port 80 when none is given.

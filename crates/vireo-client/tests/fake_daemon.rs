@@ -8,7 +8,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use vireo_api::{ErrorCode, StopRequest, VmState};
+use vireo_api::{
+    ByteSize, DiskFormat, DiskSpec, ErrorCode, PoolSpec, PoolType, SnapshotCreate, SnapshotKind, StopRequest, VmState,
+    VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
+};
 use vireo_client::{Client, ClientError, Endpoint};
 
 /// One request as the fake daemon received it.
@@ -217,4 +220,282 @@ async fn console_of_a_missing_vm_is_an_api_error() {
     let (_dir, socket, _seen) = unix_daemon(404, br#"{"code":"vm_not_found","message":"no VM named nope"}"#);
     let err = Client::new(Endpoint::Unix(socket)).console("nope").await.err().unwrap();
     assert_eq!(err.api().map(|e| e.code), Some(ErrorCode::VmNotFound));
+}
+
+const VOLUME_JSON: &str = r#"{"pool":"default","name":"root.qcow2","format":"qcow2","capacity_bytes":10737418240,
+    "allocation_bytes":196608,"path":"/pools/default/root.qcow2","backing":null,"used_by":[]}"#;
+
+const POOL_JSON: &str = r#"{"name":"default","type":"dir","path":"/pools/default","capacity_bytes":100,
+    "allocation_bytes":10,"available_bytes":90,"volume_count":1}"#;
+
+const SNAPSHOT_JSON: &str =
+    r#"{"vm":"web1","name":"s1","kind":"full","vm_state":"running","created_at":"2025-01-01T00:00:00Z"}"#;
+
+/// A Unix-socket daemon that answers each request as `answer` says, reporting what it saw.
+fn routing_daemon(answer: fn(&Seen) -> (u16, String)) -> (tempfile::TempDir, PathBuf, mpsc::UnboundedReceiver<Seen>) {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("vireo.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let seen = read_request(&mut stream).await;
+            let (status, body) = answer(&seen);
+            tx.send(seen).unwrap();
+            stream.write_all(&response(status, body.as_bytes())).await.unwrap();
+        }
+    });
+    (dir, socket, rx)
+}
+
+/// The answer of the real daemon's storage routes, by method and path.
+fn storage_answer(seen: &Seen) -> (u16, String) {
+    let path = seen.path.as_str();
+    match seen.method.as_str() {
+        "DELETE" if path.contains("/disks/") => (200, VM_JSON.into()),
+        "DELETE" => (204, String::new()),
+        "GET" if path == "/v1/pools" => (200, format!("[{POOL_JSON}]")),
+        "GET" if path.starts_with("/v1/pools/") && !path.contains("/volumes") => (200, POOL_JSON.into()),
+        "GET" if path.ends_with("/snapshots") => (200, format!("[{SNAPSHOT_JSON}]")),
+        "GET" if path.ends_with("/volumes") => (200, format!("[{VOLUME_JSON}]")),
+        "GET" => (200, VOLUME_JSON.into()),
+        "POST" if path == "/v1/pools" => (201, POOL_JSON.into()),
+        "POST" if path.ends_with("/snapshots") => (201, SNAPSHOT_JSON.into()),
+        "POST" if path.starts_with("/v1/vms/") => (200, VM_JSON.into()),
+        "POST" => (201, VOLUME_JSON.into()),
+        _ => (404, r#"{"code":"not_found","message":"no such route"}"#.into()),
+    }
+}
+
+fn json_body(seen: &Seen) -> serde_json::Value {
+    serde_json::from_slice(&seen.body).unwrap()
+}
+
+#[tokio::test]
+async fn pools_use_their_routes() {
+    let (_dir, socket, mut seen) = routing_daemon(storage_answer);
+    let client = Client::new(Endpoint::Unix(socket));
+    let spec = PoolSpec { name: "default".into(), pool_type: PoolType::Dir, path: "/pools/default".into() };
+    assert_eq!(client.create_pool(&spec).await.unwrap().volume_count, 1);
+    let request = seen.recv().await.unwrap();
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/v1/pools"));
+    assert_eq!(json_body(&request), serde_json::json!({"name": "default", "type": "dir", "path": "/pools/default"}));
+
+    assert_eq!(client.list_pools().await.unwrap()[0].name, "default");
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/pools");
+    assert_eq!(client.get_pool("default").await.unwrap().available_bytes, 90);
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/pools/default");
+    client.delete_pool("a/../b").await.unwrap();
+    let request = seen.recv().await.unwrap();
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("DELETE", "/v1/pools/a%2F%2E%2E%2Fb"));
+}
+
+#[tokio::test]
+async fn volumes_use_their_routes() {
+    let (_dir, socket, mut seen) = routing_daemon(storage_answer);
+    let client = Client::new(Endpoint::Unix(socket));
+    let mut next = async || {
+        let request = seen.recv().await.unwrap();
+        (request.method.clone(), request.path.clone(), request.body.clone())
+    };
+
+    assert_eq!(client.list_volumes(None).await.unwrap().len(), 1);
+    assert_eq!(next().await.1, "/v1/volumes");
+    client.list_volumes(Some("default")).await.unwrap();
+    assert_eq!(next().await.1, "/v1/pools/default/volumes");
+
+    let create = VolumeCreate { name: "root.qcow2".into(), size: ByteSize(10 << 30), format: Some(DiskFormat::Raw) };
+    assert_eq!(client.create_volume("default", &create).await.unwrap().name, "root.qcow2");
+    let (method, path, body) = next().await;
+    assert_eq!((method.as_str(), path.as_str()), ("POST", "/v1/pools/default/volumes"));
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body, serde_json::json!({"name": "root.qcow2", "size": "10GiB", "format": "raw"}));
+
+    client.get_volume("default", "root.qcow2").await.unwrap();
+    assert_eq!(next().await.1, "/v1/pools/default/volumes/root.qcow2");
+    client.delete_volume("default", "..").await.unwrap();
+    assert_eq!(next().await, ("DELETE".into(), "/v1/pools/default/volumes/%2E.".into(), Vec::new()));
+
+    let clone = VolumeClone { target: "other/web.qcow2".into(), linked: true };
+    client.clone_volume("default", "root.qcow2", &clone).await.unwrap();
+    let (method, path, body) = next().await;
+    assert_eq!((method.as_str(), path.as_str()), ("POST", "/v1/pools/default/volumes/root.qcow2/clone"));
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body, serde_json::json!({"target": "other/web.qcow2", "linked": true}));
+
+    let resize = VolumeResize { size: ByteSize(20 << 30), allow_shrink: false };
+    client.resize_volume("default", "root.qcow2", &resize).await.unwrap();
+    let (_, path, body) = next().await;
+    assert_eq!(path, "/v1/pools/default/volumes/root.qcow2/resize");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body, serde_json::json!({"size": "20GiB", "allow_shrink": false}));
+
+    let err = client.get_volume("default", "").await.unwrap_err();
+    assert_eq!(err.to_string(), "a volume name must not be empty");
+}
+
+#[tokio::test]
+async fn vm_disks_snapshots_and_save_use_their_routes() {
+    let (_dir, socket, mut seen) = routing_daemon(storage_answer);
+    let client = Client::new(Endpoint::Unix(socket));
+
+    let disk = DiskSpec { volume: Some("default/data.img".into()), readonly: true, ..DiskSpec::default() };
+    assert_eq!(client.attach_disk("web1", &disk).await.unwrap().name, "web1");
+    let request = seen.recv().await.unwrap();
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/v1/vms/web1/disks"));
+    assert_eq!(json_body(&request)["volume"], "default/data.img");
+    client.detach_disk("web1", "default/data.img").await.unwrap();
+    let request = seen.recv().await.unwrap();
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("DELETE", "/v1/vms/web1/disks/default/data.img"));
+    let err = client.detach_disk("web1", "data.img").await.unwrap_err();
+    assert!(matches!(err, ClientError::NotAVolume { .. }), "{err:?}");
+
+    let create = SnapshotCreate { name: "s1".into(), disk_only: true };
+    assert_eq!(client.create_snapshot("web1", &create).await.unwrap().kind, SnapshotKind::Full);
+    let request = seen.recv().await.unwrap();
+    assert_eq!(request.path, "/v1/vms/web1/snapshots");
+    assert_eq!(json_body(&request), serde_json::json!({"name": "s1", "disk_only": true}));
+    assert_eq!(client.list_snapshots("web1").await.unwrap()[0].vm_state, VmState::Running);
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/vms/web1/snapshots");
+    client.revert_snapshot("web1", "s 1").await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/vms/web1/snapshots/s%201/revert");
+    client.delete_snapshot("web1", "s1").await.unwrap();
+    let request = seen.recv().await.unwrap();
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("DELETE", "/v1/vms/web1/snapshots/s1"));
+
+    client.save_vm("web1").await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/vms/web1/save");
+    client.restore_vm("web1").await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/vms/web1/restore");
+}
+
+/// How a scripted NDJSON answer is framed.
+#[derive(Clone, Copy)]
+enum Framing {
+    /// `transfer-encoding: chunked`, ended properly.
+    Chunked,
+    /// Chunked, but the connection drops before the final empty chunk.
+    ChunkedCutOff,
+    /// No length: the body ends when the connection closes.
+    UntilClose,
+}
+
+/// Answers one import with `chunks` written one at a time. Before each chunk after the first it waits
+/// for a word on `gate`, so the test can prove the client acts on a chunk before the next one exists.
+fn streaming_daemon(
+    chunks: Vec<&'static str>,
+    framing: Framing,
+    mut gate: mpsc::UnboundedReceiver<()>,
+) -> (tempfile::TempDir, PathBuf, tokio::task::JoinHandle<Seen>) {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("vireo.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let seen = read_request(&mut stream).await;
+        let length = match framing {
+            Framing::Chunked | Framing::ChunkedCutOff => "transfer-encoding: chunked\r\n",
+            Framing::UntilClose => "",
+        };
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n{length}connection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        for (index, chunk) in chunks.iter().enumerate() {
+            if index > 0 {
+                gate.recv().await;
+            }
+            let framed = match framing {
+                Framing::Chunked | Framing::ChunkedCutOff => format!("{:x}\r\n{chunk}\r\n", chunk.len()),
+                Framing::UntilClose => chunk.to_string(),
+            };
+            // The client may rightly hang up after an `error` or `done` line.
+            let _ = stream.write_all(framed.as_bytes()).await;
+            let _ = stream.flush().await;
+        }
+        if let Framing::Chunked = framing {
+            let _ = stream.write_all(b"0\r\n\r\n").await;
+        }
+        let _ = stream.shutdown().await;
+        seen
+    });
+    (dir, socket, server)
+}
+
+fn import_request() -> VolumeImport {
+    VolumeImport { name: "root.qcow2".into(), source: "/images/golden.raw".into(), format: None }
+}
+
+/// Runs an import against `chunks`; each progress report opens the gate for the next chunk.
+async fn run_import(
+    chunks: Vec<&'static str>,
+    framing: Framing,
+) -> (Result<vireo_api::Volume, ClientError>, Vec<f64>, Seen) {
+    let (open, gate) = mpsc::unbounded_channel();
+    let (_dir, socket, server) = streaming_daemon(chunks, framing, gate);
+    let mut reported = Vec::new();
+    let client = Client::new(Endpoint::Unix(socket));
+    let request = import_request();
+    let import = client.import_volume("default", &request, |fraction| {
+        reported.push(fraction);
+        let _ = open.send(());
+    });
+    let result = tokio::time::timeout(Duration::from_secs(10), import).await.expect("the import must not hang");
+    (result, reported, server.await.unwrap())
+}
+
+#[tokio::test]
+async fn import_reports_progress_as_it_streams() {
+    let done: &'static str = format!("{{\"done\":{}}}\n", VOLUME_JSON.replace('\n', "")).leak();
+    let (head, tail) = done.split_at(20);
+    // A line split across chunks; each chunk is only sent once the previous progress was reported.
+    let chunks =
+        vec!["{\"progress\":0.0}\n{\"progress\":0.2", "5}\n", "{\"progress\":0.5}\n{\"progress\":1.0}\n", head, tail];
+    let (result, reported, seen) = run_import(chunks, Framing::Chunked).await;
+    let volume = result.unwrap();
+    assert_eq!((volume.pool.as_str(), volume.name.as_str()), ("default", "root.qcow2"));
+    assert_eq!(reported, [0.0, 0.25, 0.5, 1.0]);
+    assert_eq!((seen.method.as_str(), seen.path.as_str()), ("POST", "/v1/pools/default/import"));
+    assert_eq!(
+        json_body(&seen),
+        serde_json::json!({"name": "root.qcow2", "source": "/images/golden.raw", "format": null})
+    );
+}
+
+#[tokio::test]
+async fn an_import_error_line_is_an_api_error() {
+    let chunks = vec![
+        "{\"progress\":0.1}\n",
+        "{\"error\":{\"code\":\"qemu_failed\",\"message\":\"qemu-img convert failed: No space left on device\"}}\n",
+    ];
+    let (result, reported, _) = run_import(chunks, Framing::Chunked).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.api().map(|e| e.code), Some(ErrorCode::QemuFailed));
+    assert_eq!(err.to_string(), "qemu-img convert failed: No space left on device");
+    assert_eq!(reported, [0.1]);
+}
+
+#[tokio::test]
+async fn a_truncated_import_stream_is_an_error() {
+    let chunks = vec!["{\"progress\":0.1}\n", "{\"progress\":0.2}\n{\"don"];
+    let (result, _, _) = run_import(chunks.clone(), Framing::UntilClose).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, ClientError::Protocol(_)), "{err:?}");
+    assert!(err.to_string().contains("ended before"), "{err}");
+
+    let (result, reported, _) = run_import(chunks, Framing::ChunkedCutOff).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, ClientError::Http { .. } | ClientError::Protocol(_)), "{err:?}");
+    assert_eq!(reported, [0.1, 0.2]);
+}
+
+#[tokio::test]
+async fn an_import_refused_up_front_is_an_ordinary_error() {
+    let body = br#"{"code":"invalid_request","message":"source: /images/golden.raw does not exist"}"#;
+    let (_dir, socket, mut seen) = unix_daemon(400, body);
+    let err =
+        Client::new(Endpoint::Unix(socket)).import_volume("default", &import_request(), |_| {}).await.unwrap_err();
+    assert_eq!(err.api().map(|e| e.code), Some(ErrorCode::InvalidRequest));
+    let request = seen.recv().await.unwrap();
+    assert_eq!(request.header("accept"), Some("application/x-ndjson, application/json"));
 }

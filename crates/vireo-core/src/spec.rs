@@ -41,6 +41,11 @@ pub fn parse_spec_toml(text: &str) -> Result<VmSpec, SpecError> {
 
 /// Reads a spec from JSON, reporting the path of an unreadable or unknown field.
 pub fn parse_spec_json(text: &[u8]) -> Result<VmSpec, SpecError> {
+    parse_json(text)
+}
+
+/// Reads any request document from JSON, reporting the path of an unreadable or unknown field.
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &[u8]) -> Result<T, SpecError> {
     let mut deserializer = serde_json::Deserializer::from_slice(text);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| path_error(&e, &e.inner().to_string()))
 }

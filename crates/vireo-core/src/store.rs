@@ -5,6 +5,7 @@
 //! write is atomic, and updates are compare-and-swap on `revision` so two
 //! writers can never silently overwrite each other.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -25,9 +26,15 @@ pub struct VmRecord {
     pub created_at_ms: i64,
     pub state_changed_at_ms: i64,
     pub last_error: Option<String>,
+    /// Hot-plug ports of the disks that were plugged into the running QEMU,
+    /// by disk source; a saved state can only be loaded with the same layout.
+    pub disk_ports: DiskPorts,
     /// Bumped by every successful write; an update must carry the revision it read.
     pub revision: u64,
 }
+
+/// Hot-plug port of each hot-plugged disk, keyed by `vireo_core::spec::disk_source`.
+pub type DiskPorts = BTreeMap<String, u32>;
 
 /// Enough to re-find and re-attach to a running QEMU.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +77,8 @@ pub struct SnapshotRecord {
     pub kind: SnapshotKind,
     pub vm_state: VmState,
     pub spec: VmSpec,
+    /// The disk layout the memory state of a full snapshot expects.
+    pub disk_ports: DiskPorts,
     pub created_at_ms: i64,
 }
 

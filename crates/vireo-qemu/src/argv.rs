@@ -2,8 +2,13 @@
 //!
 //! Every option here was checked against QEMU 7.2 by booting the test guest.
 //! Disks use the JSON form of `-blockdev` so host paths never need QEMU's
-//! comma escaping; `-kernel`, `-initrd`, `-append` and `-pidfile` take their
-//! argument verbatim.
+//! comma escaping; `-kernel`, `-initrd`, `-append`, `-pidfile` and `-loadvm`
+//! take their argument verbatim.
+//!
+//! Hot-plug: q35's root bus (`pcie.0`) cannot hot-plug, so every VM gets
+//! [`HOTPLUG_PORTS`] `pcie-root-port`s (`hp0`…) at fixed addresses, and a disk
+//! hot-plugged by `QmpClient::attach_disk` sits on one of them. Cold-plugged disks
+//! stay on the root bus at the addresses they always had.
 
 use std::path::{Path, PathBuf};
 
@@ -15,10 +20,26 @@ use crate::paths::RuntimePaths;
 
 const MIB: u64 = 1024 * 1024;
 
+/// How many `pcie-root-port`s (`hp0`…`hp3`) a VM gets for hot-plugged disks.
+///
+/// Each port costs a PCI function (all four share slot 0x1c as one multifunction
+/// device), an ACPI hot-plug slot, and a bridge window the firmware reserves:
+/// 4 KiB of the 64 KiB I/O space and 2 MiB each of 32-bit and prefetchable MMIO.
+/// The I/O windows are what keeps the count small: 64 KiB of I/O space, part of
+/// it taken by legacy devices, holds fewer than 16 of them. Boot time barely moves: cont→ready marker of the 256 MiB test
+/// guest under TCG, medians of 7 in two interleaved series, was 1.85/1.93 s with
+/// no port, 2.16/1.96 s with 4 and 2.02/2.19 s with 8 (run-to-run spread ±0.2 s).
+pub const HOTPLUG_PORTS: u32 = 4;
+
+/// The QEMU id of hot-plug port `index` (`hp0`…).
+pub fn hotplug_port_id(index: u32) -> String {
+    format!("hp{index}")
+}
+
 /// A disk as QEMU gets it: the spec's disk with its volume resolved to a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiskAttachment {
-    /// QEMU id of the device; its block nodes are `<id>-file` and `<id>`.
+    /// QEMU id of the device; its block nodes are `<id>-file` (protocol) and `<id>` (format).
     pub id: String,
     pub path: PathBuf,
     pub format: DiskFormat,
@@ -26,6 +47,12 @@ pub struct DiskAttachment {
     pub cache: DiskCache,
     pub aio: DiskAio,
     pub boot_index: Option<u32>,
+    /// `Some(n)`: the device sits on hot-plug port `hp<n>` rather than on the root bus.
+    /// `attach_disk` uses that port (or the first free one when `None`). At start,
+    /// a disk that was hot-plugged must be given its port again when the VM starts
+    /// from saved state (`Launch::loadvm`, `Launch::incoming`): QEMU restores device
+    /// state by PCI address, so the layout must be the one the state was saved with.
+    pub hotplug_port: Option<u32>,
 }
 
 impl DiskAttachment {
@@ -44,6 +71,7 @@ impl DiskAttachment {
                     cache: disk.cache,
                     aio: disk.aio,
                     boot_index: disk.boot_order,
+                    hotplug_port: None,
                 })
             })
             .collect()
@@ -56,12 +84,22 @@ pub struct Launch<'a> {
     /// The resolved accelerator: `Kvm` or `Tcg`. `Auto` is treated as `Tcg`.
     pub accel: Accel,
     pub disks: Vec<DiskAttachment>,
+    /// Start from this full (internal) snapshot: `-loadvm TAG`. QEMU loads it before
+    /// the QMP handshake, so `spawn` takes that much longer; the VM then waits for
+    /// `cont` like any other (state `prelaunch`).
+    pub loadvm: Option<String>,
+    /// Start from a state file written by `QmpClient::save_to_file`: spawn opens it
+    /// read-only and QEMU reads it as an incoming migration (`-incoming fd:N`). Wait
+    /// for it with `QmpClient::wait_incoming`, then `cont`. The devices (disks, their
+    /// order and hot-plug ports, memory, vCPUs) must be those of the saved VM, and
+    /// the disks must not have been written since.
+    pub incoming: Option<PathBuf>,
 }
 
 impl<'a> Launch<'a> {
-    /// A launch of a spec whose disks are all given by path.
+    /// A fresh start of a spec whose disks are all given by path.
     pub fn with_path_disks(spec: &'a VmSpec, accel: Accel) -> Self {
-        Launch { spec, accel, disks: DiskAttachment::from_path_disks(spec) }
+        Launch { spec, accel, disks: DiskAttachment::from_path_disks(spec), loadvm: None, incoming: None }
     }
 }
 
@@ -73,6 +111,8 @@ pub struct LaunchConfig<'a> {
     pub qmp_fd: i32,
     /// Listening Unix socket QEMU inherits for the serial console.
     pub console_fd: i32,
+    /// The state file (`Launch::incoming`), opened read-only and inherited.
+    pub incoming_fd: Option<i32>,
 }
 
 /// The arguments of `qemu-system-x86_64` (without the binary itself).
@@ -98,9 +138,41 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     argv.push2("-mon", "chardev=qmp,mode=control");
     argv.push2("-chardev", format!("socket,id=console,fd={},server=on,wait=off", cfg.console_fd));
     argv.push2("-serial", "chardev:console");
+    hotplug_port_args(&mut argv);
     boot_args(&mut argv, spec);
     disk_args(&mut argv, spec, &cfg.launch.disks);
+    saved_state_args(&mut argv, cfg);
     argv.0
+}
+
+/// The hot-plug ports, as one multifunction device in slot 0x1c. Their address is
+/// fixed so they never move (device state is restored by PCI address) and cannot
+/// collide with the cold-plugged devices, which QEMU places from slot 1 upwards
+/// (at most 16 disks: slots 1..=0x10). Chassis 1, slots 1..=4 are theirs.
+fn hotplug_port_args(argv: &mut Args) {
+    for index in 0..HOTPLUG_PORTS {
+        let multifunction = if index == 0 { ",multifunction=on" } else { "" };
+        argv.push2(
+            "-device",
+            format!(
+                "pcie-root-port,id={},bus=pcie.0,addr=0x1c.{index}{multifunction},chassis=1,slot={}",
+                hotplug_port_id(index),
+                index + 1
+            ),
+        );
+    }
+}
+
+fn saved_state_args(argv: &mut Args, cfg: &LaunchConfig) {
+    if let Some(tag) = &cfg.launch.loadvm {
+        argv.push2("-loadvm", tag.clone());
+    }
+    if let Some(fd) = cfg.incoming_fd {
+        argv.push2("-incoming", format!("fd:{fd}"));
+        // MIGRATION events on the incoming side too; `-incoming` starts before QMP
+        // could set the capability. (QEMU 7.2's name for the `events` capability.)
+        argv.push2("-global", "migration.x-events=on");
+    }
 }
 
 fn machine_args(argv: &mut Args, accel: Accel) {
@@ -145,16 +217,53 @@ fn disk_args(argv: &mut Args, spec: &VmSpec, disks: &[DiskAttachment]) {
     }
 }
 
-/// The `-device` (or `device_add`) options of a disk.
+/// The `-device` options of a disk.
 pub fn device_arg(disk: &DiskAttachment, boot_index: Option<u32>) -> String {
-    let mut device = format!("virtio-blk-pci,drive={id},id={id}", id = disk.id);
-    if matches!(disk.cache, DiskCache::Writethrough | DiskCache::Directsync) {
-        device.push_str(",write-cache=off");
+    VirtioBlkDevice::new(disk, boot_index).to_opts()
+}
+
+/// A disk's virtio device: `-device` options at start ([`VirtioBlkDevice::to_opts`]),
+/// the arguments of QMP `device_add` when hot-plugged (serialized).
+#[derive(Clone, Debug, Serialize)]
+pub struct VirtioBlkDevice {
+    pub driver: &'static str,
+    pub drive: String,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+    #[serde(rename = "write-cache", skip_serializing_if = "Option::is_none")]
+    pub write_cache: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootindex: Option<u32>,
+}
+
+impl VirtioBlkDevice {
+    pub fn new(disk: &DiskAttachment, boot_index: Option<u32>) -> Self {
+        let write_through = matches!(disk.cache, DiskCache::Writethrough | DiskCache::Directsync);
+        VirtioBlkDevice {
+            driver: "virtio-blk-pci",
+            drive: disk.id.clone(),
+            id: disk.id.clone(),
+            bus: disk.hotplug_port.map(hotplug_port_id),
+            write_cache: write_through.then_some("off"),
+            bootindex: boot_index,
+        }
     }
-    if let Some(index) = boot_index {
-        device.push_str(&format!(",bootindex={index}"));
+
+    /// `driver,key=value,…` for `-device`.
+    pub fn to_opts(&self) -> String {
+        let mut opts = format!("{},drive={},id={}", self.driver, self.drive, self.id);
+        if let Some(bus) = &self.bus {
+            opts.push_str(&format!(",bus={bus}"));
+        }
+        if let Some(write_cache) = self.write_cache {
+            opts.push_str(&format!(",write-cache={write_cache}"));
+        }
+        if let Some(index) = self.bootindex {
+            opts.push_str(&format!(",bootindex={index}"));
+        }
+        opts
     }
-    device
 }
 
 /// The two `-blockdev` nodes of a disk (also what QMP `blockdev-add` takes).
@@ -257,7 +366,7 @@ mod tests {
 
     fn argv_of(spec: &VmSpec, accel: Accel, paths: &RuntimePaths) -> Vec<String> {
         let launch = Launch::with_path_disks(spec, accel);
-        build_argv(&LaunchConfig { launch: &launch, paths, qmp_fd: 3, console_fd: 4 })
+        build_argv(&LaunchConfig { launch: &launch, paths, qmp_fd: 3, console_fd: 4, incoming_fd: None })
     }
 
     fn spec() -> VmSpec {

@@ -70,4 +70,35 @@ pub enum QemuError {
     },
     #[error("cannot find the QEMU binary: {reason}")]
     QemuNotFound { reason: String },
+    #[error("a device with id {id} is already attached")]
+    DeviceExists { id: String },
+    /// All hot-plug ports are taken (or QEMU was started without them).
+    #[error("no free hot-plug port for disk {id}: the VM has {ports}, all in use")]
+    NoFreeHotplugPort { id: String, ports: usize },
+    /// The device sits on the root bus, which cannot hot-unplug (a disk the VM was started with).
+    #[error("device {id} cannot be hot-unplugged: it was not plugged into a hot-plug port")]
+    NotHotUnpluggable { id: String },
+    #[error("hot-plug port {port} is in use or does not exist")]
+    HotplugPortUnavailable { port: String },
+    /// The guest did not release the device in time; it is still attached, and QEMU
+    /// still asks the guest to let go (a later `DeviceDeleted` event may follow).
+    #[error("the guest did not release device {id} within {}s", .timeout.as_secs())]
+    DetachTimeout { id: String, timeout: Duration },
+    /// A QEMU job (snapshot-save, snapshot-load, snapshot-delete) failed; `error` is QEMU's message.
+    #[error("QEMU job {job} failed: {error}")]
+    Job { job: String, error: String },
+    /// The job may still finish later; it is dismissed by the next snapshot command.
+    #[error("QEMU job {job} did not finish within {}s", .timeout.as_secs())]
+    JobTimeout { job: String, timeout: Duration },
+    /// A migration (save to file, or the incoming state) ended in `status` (`failed`, `cancelled`).
+    #[error("migration {status}: {error}")]
+    Migration { status: String, error: String },
+    #[error("migration did not complete within {}s", .timeout.as_secs())]
+    MigrationTimeout { timeout: Duration },
+    #[error("cannot use state file {path}")]
+    StateFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }

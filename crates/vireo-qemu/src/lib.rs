@@ -1,6 +1,7 @@
 //! Vireo's QEMU driver: turns a validated `VmSpec` into a QEMU command line,
 //! starts QEMU (or re-attaches to one started by an earlier daemon), talks
-//! typed QMP to it, reports its events, and answers `vireo host check`.
+//! typed QMP to it (including disk hot-plug, internal snapshots and saving the
+//! VM's state to a file), reports its events, and answers `vireo host check`.
 //!
 //! It owns the per-VM runtime directory (sockets, pid file, QMP and QEMU
 //! logs) and nothing else: it must not touch the state store or serve HTTP.
@@ -10,13 +11,17 @@
 pub mod argv;
 pub mod error;
 pub mod host;
+mod hotplug;
 pub mod paths;
 pub mod process;
 pub mod qmp;
+mod save;
+mod snapshot;
 
-pub use argv::{DiskAttachment, Launch, LaunchConfig, build_argv};
+pub use argv::{DiskAttachment, HOTPLUG_PORTS, Launch, LaunchConfig, build_argv};
 pub use error::QemuError;
 pub use host::{find_qemu_binary, gather_accel_facts, host_check};
+pub use hotplug::AttachedDisk;
 pub use paths::RuntimePaths;
 pub use process::{VmProcess, is_vm_qemu, kill, process_alive, process_start_ticks, reattach, spawn};
 pub use qmp::{QemuEvent, QmpClient, QmpCommand, RunStatus};

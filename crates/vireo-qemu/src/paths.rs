@@ -37,6 +37,11 @@ impl RuntimePaths {
         self.dir.join("qmp.log")
     }
 
+    /// Where `save_to_file` listens for QEMU's migration stream while saving.
+    pub fn migrate_socket(&self) -> PathBuf {
+        self.dir.join("migrate.sock")
+    }
+
     /// QEMU's stderr.
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")

@@ -55,20 +55,27 @@ pub struct VmProcess {
 /// (`qmp_capabilities`) is done and the console is connected; the guest is still
 /// paused (`-S`) until `qmp.cont()`. If QEMU exits during start-up, the error
 /// quotes the end of qemu.log (QEMU's own message).
+///
+/// With `launch.incoming`, QEMU is receiving the saved state when this returns:
+/// see [`QmpClient::wait_incoming`].
 pub async fn spawn(binary: &Path, launch: &Launch<'_>, paths: &RuntimePaths) -> Result<VmProcess, QemuError> {
     let spec = launch.spec;
     create_runtime_dir(paths.dir())?;
+    let incoming = launch.incoming.as_deref().map(open_state_file).transpose()?;
     let sockets = Sockets::open(paths).await?;
     let qmp_log = QmpLog::open(&paths.qmp_log())?;
-    let fds = [sockets.qmp_listener.as_raw_fd(), sockets.console_listener.as_raw_fd()];
-    let argv = build_argv(&LaunchConfig { launch, paths, qmp_fd: fds[0], console_fd: fds[1] });
-    let child = start_qemu(binary, &argv, paths, fds)?;
+    let (qmp_fd, console_fd) = (sockets.qmp_listener.as_raw_fd(), sockets.console_listener.as_raw_fd());
+    let incoming_fd = incoming.as_ref().map(AsRawFd::as_raw_fd);
+    let argv = build_argv(&LaunchConfig { launch, paths, qmp_fd, console_fd, incoming_fd });
+    let inherit: Vec<i32> = [qmp_fd, console_fd].into_iter().chain(incoming_fd).collect();
+    let child = start_qemu(binary, &argv, paths, &inherit)?;
     // Should this future be dropped half-way, the paused QEMU must not stay behind.
     let mut qemu = SpawnedQemu { child, kill_on_drop: true };
     // QEMU holds the listeners now. Closing ours means that if QEMU dies, our
     // connections see EOF instead of waiting in a backlog nobody serves.
     drop(sockets.qmp_listener);
     drop(sockets.console_listener);
+    drop(incoming);
 
     let child = &mut qemu.child;
     let identity = child.id().and_then(|pid| Some((pid, process_start_ticks(pid)?)));
@@ -206,7 +213,7 @@ fn create_runtime_dir(dir: &Path) -> Result<(), QemuError> {
 }
 
 /// Binds a fresh listening socket (mode 0600) at `path`, replacing a stale one.
-fn listen(path: &Path) -> Result<UnixListener, QemuError> {
+pub(crate) fn listen(path: &Path) -> Result<UnixListener, QemuError> {
     let fail = |source| QemuError::Listen { path: path.to_path_buf(), source };
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -222,7 +229,13 @@ async fn connect(path: &Path) -> Result<UnixStream, QemuError> {
     UnixStream::connect(path).await.map_err(|source| QemuError::Connect { path: path.to_path_buf(), source })
 }
 
-fn start_qemu(binary: &Path, argv: &[String], paths: &RuntimePaths, inherit: [i32; 2]) -> Result<Child, QemuError> {
+/// A saved state file for `-incoming fd:N`. QEMU 7.2 reads a regular file through
+/// `fd:` just like a pipe or socket (no `file:` URI before 8.2).
+fn open_state_file(path: &Path) -> Result<std::fs::File, QemuError> {
+    std::fs::File::open(path).map_err(|source| QemuError::StateFile { path: path.to_path_buf(), source })
+}
+
+fn start_qemu(binary: &Path, argv: &[String], paths: &RuntimePaths, inherit: &[i32]) -> Result<Child, QemuError> {
     let log_path = paths.qemu_log();
     let stderr = OpenOptions::new()
         .create(true)
@@ -234,13 +247,14 @@ fn start_qemu(binary: &Path, argv: &[String], paths: &RuntimePaths, inherit: [i3
     let mut command = Command::new(binary);
     command.args(argv).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).kill_on_drop(false);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (setsid, fcntl); the fds are the listeners,
-    // which stay open in the parent until spawn has returned.
+    // async-signal-safe system calls (setsid, fcntl); the fds are the listeners and
+    // the state file, which stay open in the parent until the child has started.
+    let inherit = inherit.to_vec();
     unsafe {
         command.pre_exec(move || {
             // Own session: no signals from the daemon's terminal, and QEMU outlives the daemon.
             rustix::process::setsid()?;
-            for fd in inherit {
+            for &fd in &inherit {
                 rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), rustix::io::FdFlags::empty())?;
             }
             Ok(())

@@ -3,8 +3,12 @@
 //! One reader task owns the read half of the socket: it hands replies to the
 //! waiting command by `id` and turns events into [`QemuEvent`]s on an
 //! unbounded channel, so it never waits on a slow consumer. Events it does not
-//! know are logged and skipped, never fatal. Every message in either direction
-//! is appended to the VM's QMP log. A closed socket fails the pending commands
+//! know are logged and skipped, never fatal. Client methods that wait for an
+//! event (a device deleted, a job or migration finished) subscribe to a
+//! broadcast of every raw event *before* sending their command, so the event
+//! cannot slip past; the broadcast never blocks the reader either (a lagging
+//! subscriber is told it missed events and asks QEMU for the state instead).
+//! Every message in either direction is appended to the VM's QMP log. A closed socket fails the pending commands
 //! at once; a command without a reply fails after a timeout.
 //!
 //! (The `qapi` crate was tried first; with 0.15 an unknown event ends the whole
@@ -25,8 +29,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::error::QemuError;
 
@@ -44,6 +49,10 @@ pub enum QemuEvent {
     Shutdown { guest_initiated: bool },
     /// The guest reset (`RESET`), e.g. a reboot.
     Reset,
+    /// A device is gone (`DEVICE_DELETED`), e.g. after the guest released a hot-plugged
+    /// disk. Comes also when the guest does so after `detach_disk` gave up waiting:
+    /// the disk's block nodes are then still there, and `detach_disk` removes them.
+    DeviceDeleted { id: String },
     /// The QEMU process is gone. Always the last event.
     Exited,
 }
@@ -132,10 +141,61 @@ struct ReplyError {
 type Reply = Result<Value, ReplyError>;
 type ReplySender = oneshot::Sender<Reply>;
 
-#[derive(Default)]
 struct Pending {
     waiting: HashMap<u64, ReplySender>,
     closed: bool,
+    /// Every event, for client methods waiting for one. Dropped when the connection
+    /// closes, which ends every subscription.
+    raw_events: Option<broadcast::Sender<Arc<RawEvent>>>,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending { waiting: HashMap::new(), closed: false, raw_events: Some(broadcast::channel(RAW_EVENT_BUFFER).0) }
+    }
+}
+
+/// Events a subscriber may fall behind by before it is told it missed some.
+const RAW_EVENT_BUFFER: usize = 256;
+
+/// A QMP event as QEMU sent it.
+#[derive(Debug)]
+pub(crate) struct RawEvent {
+    pub(crate) name: String,
+    pub(crate) data: Value,
+}
+
+impl RawEvent {
+    /// A string member of the event's data.
+    pub(crate) fn data_str(&self, key: &str) -> Option<&str> {
+        self.data.get(key).and_then(Value::as_str)
+    }
+}
+
+/// The events of one connection, from the moment of subscription on.
+pub(crate) struct EventSubscription {
+    receiver: broadcast::Receiver<Arc<RawEvent>>,
+}
+
+/// What waiting for the next event brought.
+pub(crate) enum NextEvent {
+    Event(Arc<RawEvent>),
+    /// Some events were lost (the subscriber lagged): ask QEMU for the state.
+    Missed,
+    /// The deadline passed.
+    TimedOut,
+}
+
+impl EventSubscription {
+    /// The next event before `deadline`. Fails with `QmpClosed` once the connection is gone.
+    pub(crate) async fn next(&mut self, deadline: Instant) -> Result<NextEvent, QemuError> {
+        match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
+            Err(_) => Ok(NextEvent::TimedOut),
+            Ok(Ok(event)) => Ok(NextEvent::Event(event)),
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => Ok(NextEvent::Missed),
+            Ok(Err(broadcast::error::RecvError::Closed)) => Err(QemuError::QmpClosed),
+        }
+    }
 }
 
 impl std::fmt::Debug for QmpClient {
@@ -228,6 +288,14 @@ impl QmpClient {
         self.execute(&QueryStatus {}).await
     }
 
+    /// Every event from now on. Subscribe before sending the command whose event
+    /// you wait for.
+    pub(crate) fn subscribe(&self) -> Result<EventSubscription, QemuError> {
+        let pending = lock(&self.inner.pending);
+        let sender = pending.raw_events.as_ref().ok_or(QemuError::QmpClosed)?;
+        Ok(EventSubscription { receiver: sender.subscribe() })
+    }
+
     fn register(&self, id: u64) -> Result<oneshot::Receiver<Reply>, QemuError> {
         let (tx, rx) = oneshot::channel();
         let mut pending = lock(&self.inner.pending);
@@ -311,8 +379,10 @@ async fn read_loop(
     }
     let mut pending = lock(&pending);
     pending.closed = true;
-    // Dropping the senders fails every waiting command with QmpClosed.
+    // Dropping the senders fails every waiting command with QmpClosed, and
+    // every event subscription.
     pending.waiting.clear();
+    pending.raw_events = None;
 }
 
 fn dispatch(message: Value, pending: &Mutex<Pending>, events: &mpsc::UnboundedSender<QemuEvent>) {
@@ -320,6 +390,11 @@ fn dispatch(message: Value, pending: &Mutex<Pending>, events: &mpsc::UnboundedSe
         if let Some(event) = event_from(name, message.get("data")) {
             // A dropped receiver only means nobody listens any more.
             let _ = events.send(event);
+        }
+        if let Some(raw_events) = &lock(pending).raw_events {
+            let data = message.get("data").cloned().unwrap_or(Value::Null);
+            // Fails only when nobody is subscribed.
+            let _ = raw_events.send(Arc::new(RawEvent { name: name.to_string(), data }));
         }
         return;
     }
@@ -350,6 +425,11 @@ fn event_from(name: &str, data: Option<&Value>) -> Option<QemuEvent> {
         "STOP" => Some(QemuEvent::Paused),
         "RESUME" => Some(QemuEvent::Resumed),
         "RESET" => Some(QemuEvent::Reset),
+        // Devices without an id (e.g. a virtio device's backend) are of no interest.
+        "DEVICE_DELETED" => {
+            let id = data.and_then(|d| d.get("device")).and_then(Value::as_str)?;
+            Some(QemuEvent::DeviceDeleted { id: id.to_string() })
+        }
         "SHUTDOWN" => {
             let guest = data.and_then(|d| d.get("guest")).and_then(Value::as_bool).unwrap_or(false);
             Some(QemuEvent::Shutdown { guest_initiated: guest })
@@ -457,6 +537,34 @@ mod tests {
         fake.reply(&command, serde_json::json!({"running": false, "status": "paused", "singlestep": false})).await;
         assert_eq!(status.await.unwrap().unwrap(), RunStatus { running: false, status: "paused".into() });
         assert_eq!(events.recv().await, Some(QemuEvent::Shutdown { guest_initiated: true }));
+    }
+
+    #[tokio::test]
+    async fn subscribers_see_every_event_until_the_connection_ends() {
+        let (client, reader, mut events, mut fake) = connected(COMMAND_TIMEOUT).await;
+        let mut subscription = client.subscribe().unwrap();
+        let backend = serde_json::json!({"path": "/machine/peripheral/d1/virtio-backend"});
+        fake.send(serde_json::json!({"event": "DEVICE_DELETED", "data": backend})).await;
+        let device = serde_json::json!({"device": "d1", "path": "/machine/peripheral/d1"});
+        fake.send(serde_json::json!({"event": "DEVICE_DELETED", "data": device})).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut devices = Vec::new();
+        for _ in 0..2 {
+            let NextEvent::Event(event) = subscription.next(deadline).await.unwrap() else {
+                panic!("expected an event");
+            };
+            assert_eq!(event.name, "DEVICE_DELETED");
+            devices.push(event.data_str("device").map(str::to_string));
+        }
+        assert_eq!(devices, [None, Some("d1".to_string())]);
+        // The daemon only hears of devices with an id.
+        assert_eq!(events.recv().await, Some(QemuEvent::DeviceDeleted { id: "d1".into() }));
+        assert!(matches!(subscription.next(Instant::now()).await, Ok(NextEvent::TimedOut)));
+
+        drop(fake);
+        reader.await.unwrap();
+        assert!(matches!(subscription.next(deadline).await, Err(QemuError::QmpClosed)));
+        assert!(matches!(client.subscribe(), Err(QemuError::QmpClosed)));
     }
 
     #[tokio::test]

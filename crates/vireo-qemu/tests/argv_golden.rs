@@ -7,10 +7,16 @@ use vireo_api::{Accel, VmSpec};
 use vireo_qemu::{Launch, LaunchConfig, RuntimePaths, build_argv};
 
 fn check_golden(name: &str, spec_json: &str, accel: Accel) {
+    check_golden_launch(name, spec_json, accel, |_| None);
+}
+
+/// `adjust` may change the launch and returns the inherited state file's fd, if any.
+fn check_golden_launch(name: &str, spec_json: &str, accel: Accel, adjust: impl FnOnce(&mut Launch) -> Option<i32>) {
     let spec: VmSpec = serde_json::from_str(spec_json).expect("test spec parses");
     let paths = RuntimePaths::new(PathBuf::from("/run/vireo/vms/web1"));
-    let launch = Launch::with_path_disks(&spec, accel);
-    let argv = build_argv(&LaunchConfig { launch: &launch, paths: &paths, qmp_fd: 3, console_fd: 4 });
+    let mut launch = Launch::with_path_disks(&spec, accel);
+    let incoming_fd = adjust(&mut launch);
+    let argv = build_argv(&LaunchConfig { launch: &launch, paths: &paths, qmp_fd: 3, console_fd: 4, incoming_fd });
     // One argument per line: a diff shows exactly which argument changed.
     let actual = argv.join("\n") + "\n";
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);
@@ -44,4 +50,27 @@ fn disk_boot_without_kernel_on_kvm() {
         "disks": [{"path": "/var/lib/vireo/disks/db.raw"}, {"path": "/var/lib/vireo/disks/data.qcow2", "format": "qcow2"}]
     }"#;
     check_golden("argv_disk_boot.txt", spec, Accel::Kvm);
+}
+
+#[test]
+fn restore_from_a_state_file_with_a_hot_plugged_disk() {
+    let spec = r#"{
+        "name": "web1", "memory": "256MiB", "accel": "tcg",
+        "boot": {"kernel": "/var/lib/vireo/images/vmlinuz"},
+        "disks": [{"path": "/var/lib/vireo/disks/root.qcow2"}, {"path": "/var/lib/vireo/disks/data.qcow2", "cache": "writethrough"}]
+    }"#;
+    check_golden_launch("argv_restore.txt", spec, Accel::Tcg, |launch| {
+        launch.disks[1].hotplug_port = Some(2);
+        launch.incoming = Some("/var/lib/vireo/vms/web1/state.save".into());
+        Some(5)
+    });
+}
+
+#[test]
+fn start_from_a_full_snapshot() {
+    let spec = r#"{"name": "web1", "memory": "256MiB", "disks": [{"path": "/var/lib/vireo/disks/root.qcow2"}]}"#;
+    check_golden_launch("argv_loadvm.txt", spec, Accel::Tcg, |launch| {
+        launch.loadvm = Some("before upgrade, v2".into());
+        None
+    });
 }

@@ -4,38 +4,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Console, KillOnDrop, PROMPT, READY_MARKER, events_until, guest_spec, next_event, qemu_binary};
+use common::{
+    Console, KillOnDrop, PROMPT, READY_MARKER, boot_to_prompt, events_until, guest_spec, next_event, qemu_binary,
+    runtime_dir, take_console,
+};
 use vireo_api::Accel;
 use vireo_qemu::Launch;
-use vireo_qemu::{QemuError, QemuEvent, RuntimePaths, VmProcess};
-
-fn runtime_dir() -> (tempfile::TempDir, RuntimePaths) {
-    let dir = tempfile::Builder::new().prefix("vireo-qemu-").tempdir().expect("temp dir");
-    let paths = RuntimePaths::new(dir.path().join("vm"));
-    (dir, paths)
-}
-
-/// Runs the guest to its shell prompt.
-async fn boot_to_prompt(vm: &mut VmProcess) -> Console {
-    let console = vm.console_take();
-    let mut console = Console::new(console);
-    vm.qmp.cont().await.expect("cont");
-    console.expect(READY_MARKER).await;
-    console.expect(PROMPT).await;
-    console
-}
-
-/// `VmProcess::console` is a plain field; tests hand it to the `Console` reader.
-trait TakeConsole {
-    fn console_take(&mut self) -> tokio::net::UnixStream;
-}
-
-impl TakeConsole for VmProcess {
-    fn console_take(&mut self) -> tokio::net::UnixStream {
-        let (placeholder, _) = tokio::net::UnixStream::pair().expect("socket pair");
-        std::mem::replace(&mut self.console, placeholder)
-    }
-}
+use vireo_qemu::{QemuError, QemuEvent, RuntimePaths};
 
 #[tokio::test]
 async fn boots_answers_pauses_resumes_and_powers_off() {
@@ -48,7 +23,7 @@ async fn boots_answers_pauses_resumes_and_powers_off() {
     let qmp_ready = started.elapsed();
     assert_eq!(vm.qmp.query_status().await.unwrap().status, "prelaunch");
 
-    let mut console = Console::new(vm.console_take());
+    let mut console = Console::new(take_console(&mut vm));
     vm.qmp.cont().await.expect("cont");
     console.expect(READY_MARKER).await;
     let marker = started.elapsed();
@@ -127,7 +102,7 @@ async fn reattaches_to_a_running_qemu() {
     assert_eq!((vm.pid, vm.pid_start_ticks), (pid, ticks));
     let status = vm.qmp.query_status().await.expect("query-status after reattach");
     assert!(status.running, "{status:?}");
-    let mut console = Console::new(vm.console_take());
+    let mut console = Console::new(take_console(&mut vm));
     console.send("echo vireo-$((40+2))\n").await;
     console.expect("vireo-42").await;
 
@@ -241,7 +216,7 @@ async fn qemu_survives_its_daemon_being_killed() {
     // QEMU is no child of ours now: its end is seen through the pidfd.
     let mut vm = vireo_qemu::reattach(pid, ticks, &paths).await.expect("reattach");
     assert!(vm.qmp.query_status().await.unwrap().running);
-    let mut console = Console::new(vm.console_take());
+    let mut console = Console::new(take_console(&mut vm));
     console.send("echo orphan-$((6*7))\n").await;
     console.expect("orphan-42").await;
     vireo_qemu::kill(pid, ticks).expect("kill");

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use vireo_api::{ApiError, ErrorCode};
-use vireo_core::{AccelError, InvalidTransition, SpecError, StoreError};
+use vireo_core::{AccelError, InvalidTransition, ObjectKind, SpecError, StoreError};
 use vireo_qemu::QemuError;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +35,43 @@ pub enum ServerError {
     NoRoute(String),
     #[error("cannot access {path}")]
     Io { path: String, source: std::io::Error },
+    #[error("{kind} '{name}' does not exist")]
+    NotFound { kind: ObjectKind, name: String },
+    #[error("{kind} '{name}' already exists")]
+    Exists { kind: ObjectKind, name: String },
+    #[error("{what} is used by {by}")]
+    InUse { what: String, by: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("cannot {action}")]
+    Storage { action: String, source: vireo_storage::StorageError },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Storage failures the user caused are 4xx; the rest are the host's.
+fn storage_code(error: &vireo_storage::StorageError) -> ErrorCode {
+    use vireo_storage::StorageError as E;
+    match error {
+        E::InvalidName { .. } | E::InvalidSize { .. } | E::ShrinkRefused { .. } | E::InvalidSnapshotTag { .. } => {
+            ErrorCode::InvalidSpec
+        }
+        E::VolumeExists { .. } | E::SnapshotExists { .. } => ErrorCode::AlreadyExists,
+        E::VolumeNotFound { .. } => ErrorCode::VolumeNotFound,
+        E::SnapshotNotFound { .. } => ErrorCode::SnapshotNotFound,
+        E::UnsupportedFormat { .. } => ErrorCode::Unsupported,
+        E::QemuImg { stderr, .. } if stderr.contains("lock") => ErrorCode::InUse,
+        _ => ErrorCode::StorageFailed,
+    }
+}
+
+fn not_found_code(kind: ObjectKind) -> ErrorCode {
+    match kind {
+        ObjectKind::Vm => ErrorCode::VmNotFound,
+        ObjectKind::Pool => ErrorCode::PoolNotFound,
+        ObjectKind::Volume => ErrorCode::VolumeNotFound,
+        ObjectKind::Snapshot => ErrorCode::SnapshotNotFound,
+    }
 }
 
 impl ServerError {
@@ -47,11 +82,21 @@ impl ServerError {
             ServerError::InvalidSpec(_) => ErrorCode::InvalidSpec,
             ServerError::InvalidState { .. } | ServerError::NotAttached(_) => ErrorCode::InvalidState,
             ServerError::Accel { .. } => ErrorCode::AccelUnavailable,
+            ServerError::Qemu { source: QemuError::NotHotUnpluggable { .. }, .. } => ErrorCode::Unsupported,
             ServerError::Qemu { .. } | ServerError::StopTimeout { .. } => ErrorCode::QemuFailed,
             ServerError::BadRequest(_) => ErrorCode::InvalidRequest,
             ServerError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             ServerError::Unauthorized => ErrorCode::Unauthorized,
             ServerError::NoRoute(_) => ErrorCode::NotFound,
+            ServerError::NotFound { kind, .. } | ServerError::Store(StoreError::ObjectNotFound { kind, .. }) => {
+                not_found_code(*kind)
+            }
+            ServerError::Exists { .. } | ServerError::Store(StoreError::ObjectExists { .. }) => {
+                ErrorCode::AlreadyExists
+            }
+            ServerError::InUse { .. } => ErrorCode::InUse,
+            ServerError::Unsupported(_) => ErrorCode::Unsupported,
+            ServerError::Storage { source, .. } => storage_code(source),
             ServerError::Store(StoreError::NotFound(_)) => ErrorCode::VmNotFound,
             ServerError::Store(StoreError::Exists(_)) => ErrorCode::VmExists,
             ServerError::Io { .. } | ServerError::Store(_) => ErrorCode::Internal,

@@ -37,6 +37,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let vms_dir = opts.data_dir.join("vms");
     create_private_dir(&vms_dir)?;
     let manager = VmManager::new(Arc::new(store), qemu_binary, vireo_qemu::gather_accel_facts(), vms_dir);
+    let default_pool = opts.data_dir.join("pools").join(crate::manager::DEFAULT_POOL);
+    manager.ensure_default_pool(default_pool).await.map_err(|e| anyhow::anyhow!(e.message()))?;
+    manager.remove_storage_leftovers().await.map_err(|e| anyhow::anyhow!(e.message()))?;
     manager.recover().await.map_err(|e| anyhow::anyhow!(e.message()))?;
 
     let app = router(AppState { manager });

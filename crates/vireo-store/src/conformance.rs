@@ -18,6 +18,7 @@ pub fn sample(name: &str) -> VmRecord {
         created_at_ms: 1_000,
         state_changed_at_ms: 1_000,
         last_error: None,
+        disk_ports: [("volume p/v".to_string(), 2)].into(),
         revision: 0,
     }
 }
@@ -84,6 +85,7 @@ async fn snapshots_go_with_their_vm(store: &dyn Store) {
         kind: SnapshotKind::Full,
         vm_state: VmState::Running,
         spec: vm.spec.clone(),
+        disk_ports: [("volume p/v".to_string(), 1)].into(),
         created_at_ms: at,
     };
     store.insert_snapshot(&snapshot("second", 20)).await.unwrap();
@@ -91,6 +93,8 @@ async fn snapshots_go_with_their_vm(store: &dyn Store) {
     assert!(store.insert_snapshot(&snapshot("first", 30)).await.is_err());
     let names: Vec<String> = store.list_snapshots("snappy").await.unwrap().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["first", "second"], "oldest first");
+    let kept = &store.list_snapshots("snappy").await.unwrap()[0];
+    assert_eq!(kept.disk_ports.get("volume p/v"), Some(&1));
     store.delete_snapshot("snappy", "first").await.unwrap();
     assert!(store.delete_snapshot("snappy", "first").await.is_err());
     store.delete_vm("snappy").await.unwrap();
@@ -104,6 +108,7 @@ async fn insert_then_get(store: &dyn Store) {
     assert_eq!(got.revision, revision);
     assert_eq!(got.spec, record.spec);
     assert_eq!(got.state, VmState::Stopped);
+    assert_eq!(got.disk_ports, record.disk_ports);
     assert!(store.get_vm("missing").await.unwrap().is_none());
 }
 

@@ -51,6 +51,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (vm, name)
     ) STRICT;
 "#,
+    r#"
+    ALTER TABLE vms ADD COLUMN disk_ports TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE snapshots ADD COLUMN disk_ports TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -177,10 +181,11 @@ struct RawRow {
     state_changed_at_ms: i64,
     last_error: Option<String>,
     revision: i64,
+    disk_ports: String,
 }
 
 const SELECT_COLUMNS: &str =
-    "SELECT name, spec, state, runtime, created_at_ms, state_changed_at_ms, last_error, revision FROM vms";
+    "SELECT name, spec, state, runtime, created_at_ms, state_changed_at_ms, last_error, revision, disk_ports FROM vms";
 
 impl RawRow {
     fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
@@ -193,6 +198,7 @@ impl RawRow {
             state_changed_at_ms: row.get(5)?,
             last_error: row.get(6)?,
             revision: row.get(7)?,
+            disk_ports: row.get(8)?,
         })
     }
 
@@ -205,6 +211,7 @@ impl RawRow {
             None => None,
         };
         let revision = u64::try_from(self.revision).map_err(|e| corrupt(&name, e))?;
+        let disk_ports = serde_json::from_str(&self.disk_ports).map_err(|e| corrupt(&name, e))?;
         Ok(VmRecord {
             name,
             spec,
@@ -213,6 +220,7 @@ impl RawRow {
             created_at_ms: self.created_at_ms,
             state_changed_at_ms: self.state_changed_at_ms,
             last_error: self.last_error,
+            disk_ports,
             revision,
         })
     }
@@ -222,12 +230,14 @@ impl RawRow {
 struct EncodedRecord {
     spec: String,
     runtime: Option<String>,
+    disk_ports: String,
 }
 
 fn encode(record: &VmRecord) -> Result<EncodedRecord, StoreError> {
     let spec = serde_json::to_string(&record.spec).map_err(backend)?;
     let runtime = record.runtime.as_ref().map(serde_json::to_string).transpose().map_err(backend)?;
-    Ok(EncodedRecord { spec, runtime })
+    let disk_ports = serde_json::to_string(&record.disk_ports).map_err(backend)?;
+    Ok(EncodedRecord { spec, runtime, disk_ports })
 }
 
 fn to_sql_revision(revision: u64) -> Result<i64, StoreError> {
@@ -241,8 +251,8 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let inserted = conn
             .execute(
-                "INSERT INTO vms (name, spec, state, runtime, created_at_ms, state_changed_at_ms, last_error, revision)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) ON CONFLICT(name) DO NOTHING",
+                "INSERT INTO vms (name, spec, state, runtime, created_at_ms, state_changed_at_ms, last_error, revision, disk_ports)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8) ON CONFLICT(name) DO NOTHING",
                 params![
                     record.name,
                     encoded.spec,
@@ -251,6 +261,7 @@ impl Store for SqliteStore {
                     record.created_at_ms,
                     record.state_changed_at_ms,
                     record.last_error,
+                    encoded.disk_ports,
                 ],
             )
             .map_err(backend)?;
@@ -283,7 +294,7 @@ impl Store for SqliteStore {
         let updated = conn
             .execute(
                 "UPDATE vms SET spec = ?2, state = ?3, runtime = ?4, state_changed_at_ms = ?5,
-                        last_error = ?6, revision = revision + 1
+                        last_error = ?6, disk_ports = ?8, revision = revision + 1
                  WHERE name = ?1 AND revision = ?7",
                 params![
                     record.name,
@@ -293,6 +304,7 @@ impl Store for SqliteStore {
                     record.state_changed_at_ms,
                     record.last_error,
                     expected,
+                    encoded.disk_ports,
                 ],
             )
             .map_err(backend)?;
@@ -395,7 +407,8 @@ impl Store for SqliteStore {
         let spec = serde_json::to_string(&snapshot.spec).map_err(backend)?;
         self.conn()
             .execute(
-                "INSERT INTO snapshots (vm, name, kind, vm_state, spec, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO snapshots (vm, name, kind, vm_state, spec, created_at_ms, disk_ports)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     snapshot.vm,
                     snapshot.name,
@@ -403,6 +416,7 @@ impl Store for SqliteStore {
                     state_to_text(snapshot.vm_state),
                     spec,
                     snapshot.created_at_ms,
+                    serde_json::to_string(&snapshot.disk_ports).map_err(backend)?,
                 ],
             )
             .map_err(exists_or_backend(ObjectKind::Snapshot, format!("{}/{}", snapshot.vm, snapshot.name)))?;
@@ -413,7 +427,7 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT vm, name, kind, vm_state, spec, created_at_ms FROM snapshots
+                "SELECT vm, name, kind, vm_state, spec, created_at_ms, disk_ports FROM snapshots
                  WHERE vm = ?1 ORDER BY created_at_ms, name",
             )
             .map_err(backend)?;
@@ -426,12 +440,14 @@ impl Store for SqliteStore {
                     row.get::<_, String>(3)?,
                     row.get::<_, String>(4)?,
                     row.get::<_, i64>(5)?,
+                    row.get::<_, String>(6)?,
                 ))
             })
             .map_err(backend)?;
         rows.map(|row| {
-            let (vm, name, kind, vm_state, spec, created_at_ms) = row.map_err(backend)?;
+            let (vm, name, kind, vm_state, spec, created_at_ms, disk_ports) = row.map_err(backend)?;
             Ok(SnapshotRecord {
+                disk_ports: serde_json::from_str(&disk_ports).map_err(|e| corrupt(&name, e))?,
                 kind: enum_from_text(&name, &kind)?,
                 vm_state: state_from_text(&name, &vm_state)?,
                 spec: serde_json::from_str(&spec).map_err(|e| corrupt(&name, e))?,

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use vireo_api::{Accel, ByteSize};
+use vireo_api::{Accel, ByteSize, DiskFormat, PoolType};
 
 #[derive(Debug, Parser)]
 #[command(name = "vireo", version, about = "Run KVM/QEMU virtual machines: the daemon (`vireo serve`) and its client")]
@@ -36,6 +36,15 @@ pub enum Command {
     /// Define, run and inspect virtual machines
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Manage storage pools: directories that hold volumes
+    #[command(subcommand)]
+    Pool(PoolCommand),
+    /// Create, import, clone and resize disk volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Take, list and revert VM snapshots
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Inspect the host the daemon runs on
     #[command(subcommand)]
     Host(HostCommand),
@@ -72,7 +81,7 @@ pub enum VmCommand {
         #[command(flatten)]
         output: OutputArg,
     },
-    /// Start a stopped VM
+    /// Start a stopped VM; a saved one resumes where it was
     Start { name: String },
     /// Stop a VM: ask the guest to power off, then pull the plug after the timeout
     Stop {
@@ -102,6 +111,191 @@ pub enum VmCommand {
     },
     /// Attach to the VM's serial console (detach with Ctrl-])
     Console { name: String },
+    /// Write a running VM's memory to disk and stop it; `start` or `restore` resumes it
+    Save { name: String },
+    /// Resume a saved VM where it was
+    Restore { name: String },
+    /// Attach and detach disks, hot-plugging them into a running VM
+    #[command(subcommand)]
+    Disk(DiskCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiskCommand {
+    /// Add a disk to the VM (and to its spec)
+    Attach {
+        /// The VM
+        vm: String,
+        /// A volume or an image file, with options as for `vm create --disk`: readonly=on, cache=MODE,
+        /// aio=MODE, boot_order=N (and format= for a file); a ',' in PATH is written ',,'
+        #[arg(value_name = "POOL/NAME|PATH[,OPTION=VALUE...]")]
+        disk: String,
+    },
+    /// Remove a volume disk from the VM (and from its spec)
+    Detach {
+        /// The VM
+        vm: String,
+        /// The volume to detach
+        #[arg(value_name = "POOL/NAME")]
+        volume: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Define a pool; its directory is created if missing
+    Create {
+        /// The pool's name: letters, digits, '-' and '_'
+        name: String,
+        /// The kind of storage
+        #[arg(long = "type", value_enum, default_value_t = PoolTypeArg::Dir)]
+        pool_type: PoolTypeArg,
+        /// The directory holding the pool's volumes
+        #[arg(long, value_name = "DIR")]
+        path: PathBuf,
+    },
+    /// List pools with their usage
+    #[command(alias = "ls")]
+    List {
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Show one pool
+    Show {
+        name: String,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Delete an empty pool (its directory is left alone)
+    #[command(alias = "rm")]
+    Delete { name: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PoolTypeArg {
+    /// A directory on the daemon's host
+    Dir,
+}
+
+impl From<PoolTypeArg> for PoolType {
+    fn from(pool_type: PoolTypeArg) -> Self {
+        match pool_type {
+            PoolTypeArg::Dir => PoolType::Dir,
+        }
+    }
+}
+
+/// Sizes are taken as text and read by the command, so that a bad size is reported
+/// like other bad values (exit 1, naming the flag) rather than as a usage error.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create an empty volume
+    Create {
+        /// The new volume
+        #[arg(value_name = "POOL/NAME")]
+        volume: String,
+        /// Virtual size, e.g. 10GiB
+        #[arg(long, value_name = "SIZE")]
+        size: String,
+        /// Image format [default: qcow2]
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+    },
+    /// Copy an image file (any format qemu-img reads) into a pool
+    Import {
+        /// The new volume
+        #[arg(value_name = "POOL/NAME")]
+        volume: String,
+        /// The image to copy, on the daemon's host
+        file: PathBuf,
+        /// Format of the new volume [default: qcow2]
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+    },
+    /// Copy a volume, or make a thin linked clone of it
+    Clone {
+        /// The volume to copy
+        #[arg(value_name = "SRC_POOL/SRC")]
+        source: String,
+        /// The new volume
+        #[arg(value_name = "DST_POOL/DST")]
+        target: String,
+        /// A qcow2 overlay backed by the source (instant; the source must then stay)
+        #[arg(long)]
+        linked: bool,
+    },
+    /// Change a volume's virtual size
+    Resize {
+        #[arg(value_name = "POOL/NAME")]
+        volume: String,
+        /// The new size, e.g. 20GiB
+        #[arg(long, value_name = "SIZE")]
+        size: String,
+        /// Allow a smaller size (whatever lies past the new end is lost)
+        #[arg(long)]
+        allow_shrink: bool,
+    },
+    /// Delete a volume no VM uses
+    #[command(alias = "rm")]
+    Delete {
+        #[arg(value_name = "POOL/NAME")]
+        volume: String,
+    },
+    /// List volumes, of one pool or of all
+    #[command(alias = "ls")]
+    List {
+        /// Only this pool's volumes
+        pool: Option<String>,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Show one volume with its backing chain
+    Show {
+        #[arg(value_name = "POOL/NAME")]
+        volume: String,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Qcow2,
+    Raw,
+}
+
+impl From<FormatArg> for DiskFormat {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Qcow2 => DiskFormat::Qcow2,
+            FormatArg::Raw => DiskFormat::Raw,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Snapshot a VM: memory and disks of a running VM, or disks only
+    Create {
+        vm: String,
+        /// The snapshot's name: letters, digits, '-' and '_'
+        name: String,
+        /// Only the disks, not the memory of a running VM
+        #[arg(long)]
+        disk_only: bool,
+    },
+    /// List a VM's snapshots
+    #[command(alias = "ls")]
+    List {
+        vm: String,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Return a VM to a snapshot
+    Revert { vm: String, name: String },
+    /// Delete a snapshot
+    #[command(alias = "rm")]
+    Delete { vm: String, name: String },
 }
 
 /// Spec flags are taken as text and checked by `spec_args`, so that a bad value is
@@ -128,8 +322,9 @@ pub struct CreateArgs {
     /// Kernel command line for --kernel
     #[arg(long, value_name = "STR", allow_hyphen_values = true)]
     pub cmdline: Option<String>,
-    /// Attach a disk image (repeatable); a ',' in PATH is written ',,'
-    #[arg(long = "disk", value_name = "PATH[,format=raw|qcow2][,readonly=on]")]
+    /// Attach a volume or an image file (repeatable), with options format=raw|qcow2 (files only),
+    /// readonly=on, cache=MODE, aio=MODE, boot_order=N; a ',' in PATH is written ',,'
+    #[arg(long = "disk", value_name = "POOL/NAME|PATH[,OPTION=VALUE...]")]
     pub disks: Vec<String>,
     /// Accelerator [default: auto]
     #[arg(long, value_enum)]
@@ -203,6 +398,42 @@ mod tests {
         assert!(parse(&["web1", "--file", "spec.toml"]).is_ok());
         assert!(parse(&["web1"]).is_err(), "--memory or --file is required");
         assert!(parse(&["web1", "--file", "s.toml", "--vcpus", "2"]).is_err());
+    }
+
+    #[test]
+    fn storage_commands_parse() {
+        let cli = Cli::try_parse_from(["vireo", "pool", "create", "default", "--path", "pools/d"]).unwrap();
+        let Command::Pool(PoolCommand::Create { name, pool_type, path }) = cli.command else {
+            panic!("not a pool create")
+        };
+        assert_eq!((name.as_str(), pool_type, path), ("default", PoolTypeArg::Dir, PathBuf::from("pools/d")));
+        assert!(Cli::try_parse_from(["vireo", "pool", "create", "d", "--type", "lvm", "--path", "/p"]).is_err());
+        assert!(Cli::try_parse_from(["vireo", "pool", "create", "d"]).is_err(), "--path is required");
+
+        let cli =
+            Cli::try_parse_from(["vireo", "volume", "create", "d/root", "--size", "10GiB", "--format", "raw"]).unwrap();
+        let Command::Volume(VolumeCommand::Create { volume, size, format }) = cli.command else { panic!() };
+        assert_eq!((volume.as_str(), size.as_str(), format), ("d/root", "10GiB", Some(FormatArg::Raw)));
+        let cli = Cli::try_parse_from(["vireo", "volume", "clone", "d/a", "d/b", "--linked"]).unwrap();
+        assert!(matches!(cli.command, Command::Volume(VolumeCommand::Clone { linked: true, .. })));
+        let cli = Cli::try_parse_from(["vireo", "volume", "ls", "-o", "json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Volume(VolumeCommand::List { pool: None, output: OutputArg { format: OutputFormat::Json } })
+        ));
+        assert!(Cli::try_parse_from(["vireo", "volume", "resize", "d/a"]).is_err(), "--size is required");
+    }
+
+    #[test]
+    fn vm_disk_and_snapshot_commands_parse() {
+        let cli = Cli::try_parse_from(["vireo", "vm", "disk", "attach", "web1", "d/data,readonly=on"]).unwrap();
+        let Command::Vm(VmCommand::Disk(DiskCommand::Attach { vm, disk })) = cli.command else { panic!() };
+        assert_eq!((vm.as_str(), disk.as_str()), ("web1", "d/data,readonly=on"));
+        assert!(Cli::try_parse_from(["vireo", "vm", "disk", "detach", "web1", "d/data"]).is_ok());
+        assert!(Cli::try_parse_from(["vireo", "vm", "save", "web1"]).is_ok());
+        let cli = Cli::try_parse_from(["vireo", "snapshot", "create", "web1", "s1", "--disk-only"]).unwrap();
+        assert!(matches!(cli.command, Command::Snapshot(SnapshotCommand::Create { disk_only: true, .. })));
+        assert!(Cli::try_parse_from(["vireo", "snapshot", "revert", "web1"]).is_err(), "needs the snapshot");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! This crate owns the command line: parsing (`cli`), choosing the daemon to talk to
 //! (`connection`), building specs from flags and files (`spec_args`), the commands
-//! themselves (`commands`), the console attach (`console`) and what gets printed
-//! (`output`). It holds no VM logic: the daemon lives in `vireo-server`, and the
-//! client commands only speak the REST API through `vireo-client`.
+//! themselves (`commands`), the console attach (`console`), what gets printed
+//! (`output`) and progress on a terminal (`progress`). It holds no VM logic: the
+//! daemon lives in `vireo-server`, and the client commands only speak the REST API
+//! through `vireo-client`.
 //!
 //! Every failure ends as exactly one `error: ...` line on stderr and exit code 1;
 //! usage errors keep clap's own report and exit code 2.
@@ -15,6 +16,7 @@ mod connection;
 mod console;
 mod output;
 mod paths;
+mod progress;
 mod spec_args;
 
 use std::io::Write;

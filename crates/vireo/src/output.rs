@@ -7,7 +7,7 @@ use std::fmt;
 use std::io::Write;
 
 use serde::Serialize;
-use vireo_api::{CheckStatus, HostCheck, Vm};
+use vireo_api::{CheckStatus, DiskAio, HostCheck, Pool, Snapshot, SnapshotKind, Vm, Volume};
 use vireo_core::spec::{disk_source, path_disk_format};
 
 /// Stdout was closed by its reader: the command stops quietly.
@@ -126,9 +126,16 @@ pub fn vm_details(vm: &Vm) -> String {
             Some(path) => format!("{}, ", path_disk_format(path, disk.format).as_str()),
             None => String::new(),
         };
-        let cache =
-            serde_json::to_value(disk.cache).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        lines.push((format!("disk[{index}]"), format!("{} ({format}cache {cache}{access})", disk_source(disk))));
+        let aio = match disk.aio {
+            DiskAio::Threads => String::new(),
+            aio => format!(", aio {}", wire_name(aio)),
+        };
+        let boot = disk.boot_order.map(|order| format!(", boot order {order}")).unwrap_or_default();
+        let cache = wire_name(disk.cache);
+        lines.push((
+            format!("disk[{index}]"),
+            format!("{} ({format}cache {cache}{aio}{access}{boot})", disk_source(disk)),
+        ));
     }
     lines.push(("console log".into(), spec.console.log_size.to_string()));
     lines.push(("created".into(), vm.created_at.clone()));
@@ -136,9 +143,141 @@ pub fn vm_details(vm: &Vm) -> String {
     key_values(&lines)
 }
 
+/// An enum value as the spec spells it, e.g. `io_uring`.
+fn wire_name<T: Serialize>(value: T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// `key:  value` lines with the values aligned; an empty key continues the value above.
 fn key_values(lines: &[(String, String)]) -> String {
     let width = lines.iter().map(|(key, _)| key.len() + 1).max().unwrap_or(0);
-    lines.iter().map(|(key, value)| format!("{:<width$}  {value}\n", format!("{key}:"))).collect()
+    lines
+        .iter()
+        .map(|(key, value)| {
+            let label = if key.is_empty() { String::new() } else { format!("{key}:") };
+            format!("{label:<width$}  {value}\n")
+        })
+        .collect()
+}
+
+/// A size for people: `512B`, `1.5KiB`, `12.3GiB`, `10GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{bytes}B");
+    }
+    let text = format!("{value:.1}");
+    format!("{}{}", text.strip_suffix(".0").unwrap_or(&text), UNITS[unit])
+}
+
+/// `10GiB (10737418240 bytes)`: rounded for reading, exact for checking.
+fn size_details(bytes: u64) -> String {
+    if bytes < 1024 { format!("{bytes}B") } else { format!("{} ({bytes} bytes)", human_size(bytes)) }
+}
+
+/// `pool list`: NAME TYPE PATH CAPACITY ALLOCATION AVAILABLE VOLUMES.
+pub fn pool_table(pools: &[Pool]) -> String {
+    let rows: Vec<Vec<String>> = pools
+        .iter()
+        .map(|pool| {
+            vec![
+                pool.name.clone(),
+                pool.pool_type.as_str().to_string(),
+                pool.path.display().to_string(),
+                human_size(pool.capacity_bytes),
+                human_size(pool.allocation_bytes),
+                human_size(pool.available_bytes),
+                pool.volume_count.to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "TYPE", "PATH", "CAPACITY", "ALLOCATION", "AVAILABLE", "VOLUMES"], &rows)
+}
+
+/// `pool show`
+pub fn pool_details(pool: &Pool) -> String {
+    key_values(&[
+        ("name".into(), pool.name.clone()),
+        ("type".into(), pool.pool_type.as_str().to_string()),
+        ("path".into(), pool.path.display().to_string()),
+        ("capacity".into(), size_details(pool.capacity_bytes)),
+        ("allocation".into(), size_details(pool.allocation_bytes)),
+        ("available".into(), size_details(pool.available_bytes)),
+        ("volumes".into(), pool.volume_count.to_string()),
+    ])
+}
+
+fn list_or_dash(items: &[String]) -> String {
+    if items.is_empty() { "-".to_string() } else { items.join(",") }
+}
+
+/// `volume list`: POOL NAME FORMAT CAPACITY ALLOCATION BACKING USED-BY.
+pub fn volume_table(volumes: &[Volume]) -> String {
+    let rows: Vec<Vec<String>> = volumes
+        .iter()
+        .map(|volume| {
+            vec![
+                volume.pool.clone(),
+                volume.name.clone(),
+                volume.format.as_str().to_string(),
+                human_size(volume.capacity_bytes),
+                human_size(volume.allocation_bytes),
+                or_dash(volume.backing.as_ref()),
+                list_or_dash(&volume.used_by),
+            ]
+        })
+        .collect();
+    table(&["POOL", "NAME", "FORMAT", "CAPACITY", "ALLOCATION", "BACKING", "USED-BY"], &rows)
+}
+
+/// `volume show`: the facts, then the backing chain one image per line, nearest first.
+pub fn volume_details(volume: &Volume) -> String {
+    let mut lines: Vec<(String, String)> = vec![
+        ("volume".into(), format!("{}/{}", volume.pool, volume.name)),
+        ("format".into(), volume.format.as_str().to_string()),
+        ("capacity".into(), size_details(volume.capacity_bytes)),
+        ("allocation".into(), size_details(volume.allocation_bytes)),
+        ("path".into(), volume.path.display().to_string()),
+        ("backing".into(), or_dash(volume.backing.as_ref())),
+    ];
+    match volume.backing_chain.split_first() {
+        None => lines.push(("backing chain".into(), "-".into())),
+        Some((first, rest)) => {
+            lines.push(("backing chain".into(), first.clone()));
+            lines.extend(rest.iter().map(|image| (String::new(), image.clone())));
+        }
+    }
+    lines.push(("used by".into(), list_or_dash(&volume.used_by)));
+    key_values(&lines)
+}
+
+/// `snapshot list`: NAME KIND VM-STATE CREATED.
+pub fn snapshot_table(snapshots: &[Snapshot]) -> String {
+    let rows: Vec<Vec<String>> = snapshots
+        .iter()
+        .map(|snapshot| {
+            vec![
+                snapshot.name.clone(),
+                snapshot_kind(snapshot.kind).to_string(),
+                snapshot.vm_state.to_string(),
+                snapshot.created_at.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "KIND", "VM-STATE", "CREATED"], &rows)
+}
+
+pub fn snapshot_kind(kind: SnapshotKind) -> &'static str {
+    match kind {
+        SnapshotKind::Full => "full",
+        SnapshotKind::Disk => "disk",
+    }
 }
 
 /// `host check`: the accelerator and why, then one row per item with fixes under the failing ones.
@@ -176,7 +315,10 @@ fn status_word(status: CheckStatus) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use vireo_api::{Accel, BootSpec, ByteSize, ConsoleSpec, DiskSpec, HostCheckItem, VmSpec, VmState};
+    use vireo_api::{
+        Accel, BootSpec, ByteSize, ConsoleSpec, DiskCache, DiskFormat, DiskSpec, HostCheckItem, PoolType, VmSpec,
+        VmState,
+    };
 
     use super::*;
 
@@ -233,6 +375,126 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn saved_vms_and_volume_disks_show() {
+        let mut saved = vm("web1", VmState::Saved, None);
+        saved.spec.disks = vec![
+            DiskSpec { volume: Some("default/root.qcow2".into()), boot_order: Some(1), ..DiskSpec::default() },
+            DiskSpec {
+                path: Some("/d/data.img".into()),
+                cache: DiskCache::None,
+                aio: DiskAio::IoUring,
+                ..DiskSpec::default()
+            },
+        ];
+        assert!(vm_table(std::slice::from_ref(&saved)).contains("\nweb1  saved  2  "));
+        let text = vm_details(&saved);
+        for expected in [
+            "state:        saved (since 2025-01-01T00:01:00Z)\n",
+            "disk[0]:      volume default/root.qcow2 (cache writeback, boot order 1)\n",
+            "disk[1]:      /d/data.img (raw, cache none, aio io_uring)\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(1023), "1023B");
+        assert_eq!(human_size(1536), "1.5KiB");
+        assert_eq!(human_size(10 << 30), "10GiB");
+        assert_eq!(human_size(13_207_024_435), "12.3GiB");
+        assert_eq!(human_size(3 << 40), "3TiB");
+        assert_eq!(human_size(u64::MAX), "16384PiB");
+    }
+
+    fn volume(name: &str, backing: Option<&str>, used_by: &[&str]) -> Volume {
+        Volume {
+            pool: "default".into(),
+            name: name.into(),
+            format: DiskFormat::Qcow2,
+            capacity_bytes: 10 << 30,
+            allocation_bytes: 196_608,
+            path: format!("/pools/default/{name}").into(),
+            backing: backing.map(Into::into),
+            backing_chain: Vec::new(),
+            used_by: used_by.iter().map(|vm| vm.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn pools_list_and_show_their_usage() {
+        let pool = Pool {
+            name: "default".into(),
+            pool_type: PoolType::Dir,
+            path: "/var/lib/vireo/pools/default".into(),
+            capacity_bytes: 100 << 30,
+            allocation_bytes: 13_207_024_435,
+            available_bytes: 80 << 30,
+            volume_count: 3,
+        };
+        assert_eq!(
+            pool_table(std::slice::from_ref(&pool)),
+            "NAME     TYPE  PATH                          CAPACITY  ALLOCATION  AVAILABLE  VOLUMES\n\
+             default  dir   /var/lib/vireo/pools/default  100GiB    12.3GiB     80GiB      3\n"
+        );
+        let text = pool_details(&pool);
+        assert!(text.contains("allocation:  12.3GiB (13207024435 bytes)\n"), "{text}");
+        assert!(text.contains("volumes:     3\n"), "{text}");
+    }
+
+    #[test]
+    fn volumes_list_backing_and_users() {
+        let volumes = [volume("base.qcow2", None, &[]), volume("web.qcow2", Some("default/base.qcow2"), &["a", "b"])];
+        assert_eq!(
+            volume_table(&volumes),
+            "POOL     NAME        FORMAT  CAPACITY  ALLOCATION  BACKING             USED-BY\n\
+             default  base.qcow2  qcow2   10GiB     192KiB      -                   -\n\
+             default  web.qcow2   qcow2   10GiB     192KiB      default/base.qcow2  a,b\n"
+        );
+    }
+
+    #[test]
+    fn volume_show_lists_the_backing_chain() {
+        let mut shown = volume("web.qcow2", Some("default/base.qcow2"), &["web1"]);
+        shown.backing_chain = vec!["/pools/default/base.qcow2".into(), "/images/golden.raw".into()];
+        assert_eq!(
+            volume_details(&shown),
+            "volume:         default/web.qcow2\n\
+             format:         qcow2\n\
+             capacity:       10GiB (10737418240 bytes)\n\
+             allocation:     192KiB (196608 bytes)\n\
+             path:           /pools/default/web.qcow2\n\
+             backing:        default/base.qcow2\n\
+             backing chain:  /pools/default/base.qcow2\n\
+             \x20               /images/golden.raw\n\
+             used by:        web1\n"
+        );
+        assert!(volume_details(&volume("a", None, &[])).contains("backing chain:  -\n"));
+    }
+
+    #[test]
+    fn snapshots_list_kind_and_state() {
+        let snapshot = |name: &str, kind, vm_state| Snapshot {
+            vm: "web1".into(),
+            name: name.into(),
+            kind,
+            vm_state,
+            created_at: "2025-01-02T03:04:05Z".into(),
+        };
+        let snapshots = [
+            snapshot("before-upgrade", SnapshotKind::Full, VmState::Running),
+            snapshot("s2", SnapshotKind::Disk, VmState::Stopped),
+        ];
+        assert_eq!(
+            snapshot_table(&snapshots),
+            "NAME            KIND  VM-STATE  CREATED\n\
+             before-upgrade  full  running   2025-01-02T03:04:05Z\n\
+             s2              disk  stopped   2025-01-02T03:04:05Z\n"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskSpec, VmSpec};
+use vireo_client::Endpoint;
 use vireo_core::SpecError;
 
 use crate::cli::CreateArgs;
@@ -16,6 +17,16 @@ pub enum FileCheck {
     Local,
     /// The daemon is elsewhere (`--url`): its host checks the files.
     Remote,
+}
+
+impl FileCheck {
+    /// Over the Unix socket the daemon shares this host's filesystem; over TCP it may not.
+    pub fn for_endpoint(endpoint: &Endpoint) -> Self {
+        match endpoint {
+            Endpoint::Unix(_) => FileCheck::Local,
+            Endpoint::Tcp { .. } => FileCheck::Remote,
+        }
+    }
 }
 
 /// The spec the flags describe, with relative paths made absolute against `cwd`.
@@ -120,7 +131,20 @@ fn validate(spec: &VmSpec, check: FileCheck) -> Result<(), SpecError> {
 /// A value with exactly one `/` that starts with neither `/` nor `.` names a volume;
 /// anything else is a file path. A literal ',' in PATH is written ',,' as in QEMU.
 pub fn parse_disk(value: &str, cwd: &Path) -> Result<DiskSpec, String> {
-    let fail = |reason: String| format!("--disk '{value}': {reason}");
+    parse_disk_named("--disk", value, cwd)
+}
+
+/// The disk of `vm disk attach`, written as for `--disk` and checked as far as this host can.
+pub fn disk_to_attach(value: &str, cwd: &Path, check: FileCheck) -> Result<DiskSpec, String> {
+    let disk = parse_disk_named("disk", value, cwd)?;
+    vireo_core::spec::validate_disk("disk", &disk, &LocalHost(check))
+        .map_err(|err| format!("disk '{value}': {}", err.reason))?;
+    Ok(disk)
+}
+
+/// [`parse_disk`] with errors naming the disk as `{label} '{value}'`.
+fn parse_disk_named(label: &str, value: &str, cwd: &Path) -> Result<DiskSpec, String> {
+    let fail = |reason: String| format!("{label} '{value}': {reason}");
     let mut parts = split_options(value).into_iter();
     let source = parts.next().unwrap_or_default();
     if source.is_empty() {
@@ -254,6 +278,22 @@ mod tests {
             Some(PathBuf::from("/work/default/root.qcow2"))
         );
         assert_eq!(parse_disk("a/b/c.img", cwd).unwrap().path, Some(PathBuf::from("/work/a/b/c.img")));
+    }
+
+    #[test]
+    fn attached_disks_are_checked_here() {
+        let cwd = Path::new("/work");
+        let disk = disk_to_attach("default/data.img,readonly=on,cache=none", cwd, FileCheck::Local).unwrap();
+        assert_eq!(disk.volume.as_deref(), Some("default/data.img"));
+        assert!(disk.readonly);
+        assert_eq!(disk.cache, vireo_api::DiskCache::None);
+        let check = |value: &str| disk_to_attach(value, cwd, FileCheck::Local).unwrap_err();
+        assert_eq!(check("default/.x"), "disk 'default/.x': volume name '.x' must not start with '.'");
+        assert!(check("my pool/x").starts_with("disk 'my pool/x': pool name 'my pool' contains ' '"));
+        assert_eq!(check("d/x,format=raw"), "disk 'd/x,format=raw': a volume has its own format; drop `format`");
+        assert_eq!(check("d/x,colour=red").split(':').next(), Some("disk 'd/x,colour=red'"));
+        assert!(check("/no/such.img").starts_with("disk '/no/such.img': /no/such.img does not exist"));
+        assert!(disk_to_attach("/no/such.img", cwd, FileCheck::Remote).is_ok());
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc::UnboundedReceiver;
-use vireo_api::VmSpec;
-use vireo_qemu::QemuEvent;
+use vireo_api::{DiskAio, DiskCache, DiskFormat, VmSpec};
+use vireo_qemu::{DiskAttachment, QemuEvent, RuntimePaths, VmProcess};
 
 /// TCG on a busy 2-core machine with tests in parallel: generous, but finite.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -66,6 +66,69 @@ pub fn guest_spec(name: &str) -> VmSpec {
     .expect("test spec parses")
 }
 
+/// The test guest with 128 MiB and these disks (format from the extension), `disk0`… in order.
+pub fn small_guest_spec(name: &str, disks: &[&Path]) -> VmSpec {
+    let mut spec = guest_spec(name);
+    spec.memory = vireo_api::ByteSize::mib(128);
+    let disks: Vec<_> = disks.iter().map(|path| serde_json::json!({ "path": path })).collect();
+    spec.disks = serde_json::from_value(serde_json::Value::Array(disks)).expect("disk specs parse");
+    spec
+}
+
+/// A disk attachment with the defaults, as the daemon would make for a hot-plug.
+pub fn disk(id: &str, path: &Path, format: DiskFormat) -> DiskAttachment {
+    DiskAttachment {
+        id: id.to_string(),
+        path: path.to_path_buf(),
+        format,
+        readonly: false,
+        cache: DiskCache::default(),
+        aio: DiskAio::default(),
+        boot_index: None,
+        hotplug_port: None,
+    }
+}
+
+/// Runs qemu-img and returns its standard output; any failure fails the test.
+pub fn qemu_img(args: &[&str]) -> String {
+    let output = Command::new("qemu-img").args(args).output().expect("qemu-img is needed for these tests");
+    assert!(output.status.success(), "qemu-img {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Creates an image of `size` (e.g. "64M") in the format its extension names.
+pub fn create_image(path: &Path, size: &str) {
+    let format = if path.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+    qemu_img(&["create", "-q", "-f", format, &path.to_string_lossy(), size]);
+}
+
+/// The internal snapshots of an image in use by a running QEMU (`-U`: no lock).
+pub fn image_snapshots(path: &Path) -> String {
+    qemu_img(&["snapshot", "-U", "-l", &path.to_string_lossy()])
+}
+
+/// A private temporary directory and a VM runtime directory inside it.
+pub fn runtime_dir() -> (tempfile::TempDir, RuntimePaths) {
+    let dir = tempfile::Builder::new().prefix("vireo-qemu-").tempdir().expect("temp dir");
+    let paths = RuntimePaths::new(dir.path().join("vm"));
+    (dir, paths)
+}
+
+/// Takes the console out of `VmProcess` (a plain field) for a `Console` reader.
+pub fn take_console(vm: &mut VmProcess) -> UnixStream {
+    let (placeholder, _) = UnixStream::pair().expect("socket pair");
+    std::mem::replace(&mut vm.console, placeholder)
+}
+
+/// Runs the guest to its shell prompt.
+pub async fn boot_to_prompt(vm: &mut VmProcess) -> Console {
+    let mut console = Console::new(take_console(vm));
+    vm.qmp.cont().await.expect("cont");
+    console.expect(READY_MARKER).await;
+    console.expect(PROMPT).await;
+    console
+}
+
 /// Reads the serial console; each `expect` looks only at output after the previous match.
 pub struct Console {
     stream: UnixStream,
@@ -89,6 +152,19 @@ impl Console {
 
     pub async fn send(&mut self, text: &str) {
         self.stream.write_all(text.as_bytes()).await.expect("console write");
+    }
+
+    /// Runs a shell command in the guest and returns its output (trimmed, `\n` line ends).
+    /// The markers are computed by the shell, so the echo of the typed line never matches them.
+    pub async fn run(&mut self, command: &str) -> String {
+        self.send(&format!("echo @@$((1+1))B; {command}; echo @@$((1+2))E\n")).await;
+        self.expect("@@2B").await;
+        let start = self.cursor;
+        self.expect("@@3E").await;
+        let end = self.cursor - "@@3E".len();
+        let output = String::from_utf8_lossy(&self.output[start..end]).replace('\r', "");
+        self.expect(PROMPT).await;
+        output.trim().to_string()
     }
 
     pub fn text(&self) -> String {
@@ -118,6 +194,12 @@ pub async fn next_event(events: &mut UnboundedReceiver<QemuEvent>) -> QemuEvent 
         Ok(None) => panic!("event channel closed without Exited"),
         Err(_) => panic!("no QEMU event within {EVENT_TIMEOUT:?}"),
     }
+}
+
+/// The guest's uptime in seconds (/proc/uptime).
+pub async fn guest_uptime(console: &mut Console) -> f64 {
+    let uptime = console.run("cat /proc/uptime").await;
+    uptime.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("uptime: {uptime:?}"))
 }
 
 /// Collects events up to and including `wanted`.

@@ -8,14 +8,20 @@ mod auth;
 mod console;
 mod host;
 mod openapi;
+mod snapshots;
+mod storage;
 mod vms;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
-use axum::routing::{get, post};
+use axum::extract::rejection::BytesRejection;
+use axum::http::{StatusCode, Uri};
+use axum::routing::{delete, get, post};
+use serde::de::DeserializeOwned;
+use vireo_core::spec::parse_json;
 
 pub use auth::require_token;
 pub use openapi::ApiDoc;
@@ -43,11 +49,39 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vms/{name}/restart", post(vms::restart))
         .route("/v1/vms/{name}/logs", get(vms::logs))
         .route("/v1/vms/{name}/console", get(console::attach))
+        .route("/v1/vms/{name}/save", post(snapshots::save))
+        .route("/v1/vms/{name}/restore", post(snapshots::restore))
+        .route("/v1/vms/{name}/disks", post(snapshots::attach_disk))
+        .route("/v1/vms/{name}/disks/{pool}/{volume}", delete(snapshots::detach_disk))
+        .route("/v1/vms/{name}/snapshots", get(snapshots::list).post(snapshots::create))
+        .route("/v1/vms/{name}/snapshots/{snapshot}", delete(snapshots::delete))
+        .route("/v1/vms/{name}/snapshots/{snapshot}/revert", post(snapshots::revert))
+        .route("/v1/pools", get(storage::list_pools).post(storage::create_pool))
+        .route("/v1/pools/{pool}", get(storage::show_pool).delete(storage::delete_pool))
+        .route("/v1/volumes", get(storage::list_all_volumes))
+        .route("/v1/pools/{pool}/volumes", get(storage::list_volumes).post(storage::create_volume))
+        .route("/v1/pools/{pool}/import", post(storage::import_volume))
+        .route("/v1/pools/{pool}/volumes/{volume}", get(storage::show_volume).delete(storage::delete_volume))
+        .route("/v1/pools/{pool}/volumes/{volume}/clone", post(storage::clone_volume))
+        .route("/v1/pools/{pool}/volumes/{volume}/resize", post(storage::resize_volume))
         .route("/v1/host/check", get(host::check))
         .route("/v1/openapi.json", get(openapi::document))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The request body, or the error a client can act on (too large, unreadable).
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ServerError> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ServerError::TooLarge(MAX_BODY_BYTES),
+        _ => ServerError::BadRequest(format!("cannot read request body: {}", rejection.body_text())),
+    })
+}
+
+/// A JSON request document; an unreadable or unknown field is a 422 naming it.
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ServerError> {
+    Ok(parse_json(&body_bytes(body)?)?)
 }
 
 async fn no_route(uri: Uri) -> ServerError {

@@ -3,19 +3,27 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{console, host, vms};
+use super::{console, host, snapshots, storage, vms};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Vireo API", description = "Manage QEMU/KVM virtual machines. Errors are JSON `ApiError` bodies with a stable `code`."),
     paths(
         vms::list, vms::create, vms::show, vms::delete, vms::start, vms::stop, vms::pause,
-        vms::resume, vms::restart, vms::logs, console::attach, host::check, document
+        vms::resume, vms::restart, vms::logs, console::attach, snapshots::save, snapshots::restore,
+        snapshots::attach_disk, snapshots::detach_disk,
+        snapshots::list, snapshots::create, snapshots::revert, snapshots::delete,
+        storage::list_pools, storage::create_pool, storage::show_pool, storage::delete_pool,
+        storage::list_all_volumes, storage::list_volumes, storage::create_volume, storage::import_volume,
+        storage::show_volume, storage::delete_volume, storage::clone_volume, storage::resize_volume,
+        host::check, document
     ),
     components(schemas(vireo_api::ErrorCode, vireo_api::VmState, vireo_api::CheckStatus)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "vms", description = "Virtual machines"), (name = "host", description = "The host"))
+    tags((name = "vms", description = "Virtual machines"), (name = "storage", description = "Storage pools and volumes"),
+        (name = "snapshots", description = "VM snapshots"),
+        (name = "host", description = "The host"))
 )]
 pub struct ApiDoc;
 

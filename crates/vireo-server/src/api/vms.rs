@@ -10,9 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use vireo_api::vm::LogsQuery;
 use vireo_api::{ApiError, StopRequest, Vm, VmSpec};
-use vireo_core::{VmRecord, parse_spec_json};
+use vireo_core::VmRecord;
 
-use super::{AppState, MAX_BODY_BYTES};
+use super::{AppState, body_bytes, json_body};
 use crate::error::ServerError;
 
 type ApiResult<T> = Result<T, ServerError>;
@@ -36,13 +36,6 @@ pub fn to_wire(record: VmRecord) -> Vm {
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
-    body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ServerError::TooLarge(MAX_BODY_BYTES),
-        _ => ServerError::BadRequest(format!("cannot read request body: {}", rejection.body_text())),
-    })
-}
-
 #[utoipa::path(operation_id = "list_vms", get, path = "/v1/vms", tag = "vms",
     responses((status = 200, description = "All defined VMs, by name", body = [Vm])))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Vm>>> {
@@ -60,7 +53,7 @@ pub async fn create(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Vm>)> {
-    let spec = parse_spec_json(&body_bytes(body)?)?;
+    let spec: VmSpec = json_body(body)?;
     let record = state.manager.create(spec).await?;
     Ok((StatusCode::CREATED, Json(to_wire(record))))
 }

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use vireo_api::DiskSpec;
-use vireo_core::spec::{parse_volume_ref, path_disk_format};
-use vireo_core::{ObjectKind, SpecContext, StoreError};
+use vireo_core::spec::{disk_source, parse_volume_ref, path_disk_format};
+use vireo_core::{DiskPorts, SpecContext};
 use vireo_qemu::DiskAttachment;
 
 use super::{VmManager, is_regular_file};
@@ -33,15 +33,17 @@ impl VmManager {
         Ok(HostView { volumes: volumes.into_iter().map(|v| (v.pool, v.name)).collect() })
     }
 
-    /// The attachment of one disk; `id` is its QEMU device id.
-    pub(super) async fn resolve_disk(&self, disk: &DiskSpec, id: String) -> Result<DiskAttachment, ServerError> {
+    /// The attachment of one disk; `id` is its QEMU device id, `hotplug_port` where it was hot-plugged.
+    pub(super) async fn resolve_disk(
+        &self,
+        disk: &DiskSpec,
+        id: String,
+        hotplug_port: Option<u32>,
+    ) -> Result<DiskAttachment, ServerError> {
         let (path, format) = match (&disk.volume, &disk.path) {
             (Some(volume), _) => {
                 let (pool, name) = parse_volume_ref(volume).map_err(ServerError::BadRequest)?;
-                let not_found = || StoreError::ObjectNotFound { kind: ObjectKind::Volume, name: volume.clone() };
-                let record = self.store.get_volume(pool, name).await?.ok_or_else(not_found)?;
-                let pool = self.store.get_pool(pool).await?.ok_or_else(not_found)?;
-                (pool.path.join(&record.name), record.format)
+                self.volume_file(pool, name).await?
             }
             (None, Some(path)) => (path.clone(), path_disk_format(path, disk.format)),
             (None, None) => return Err(ServerError::BadRequest("a disk needs a volume or a path".into())),
@@ -54,14 +56,21 @@ impl VmManager {
             cache: disk.cache,
             aio: disk.aio,
             boot_index: disk.boot_order,
+            hotplug_port,
         })
     }
 
-    /// All disks of a spec, with ids `disk0`, `disk1`, ... in spec order.
-    pub(super) async fn resolve_disks(&self, disks: &[DiskSpec]) -> Result<Vec<DiskAttachment>, ServerError> {
+    /// All disks of a spec, with ids `disk0`, `disk1`, ... in spec order; disks
+    /// named in `ports` go back on the hot-plug port they had.
+    pub(super) async fn resolve_disks(
+        &self,
+        disks: &[DiskSpec],
+        ports: &DiskPorts,
+    ) -> Result<Vec<DiskAttachment>, ServerError> {
         let mut attachments = Vec::with_capacity(disks.len());
         for (index, disk) in disks.iter().enumerate() {
-            attachments.push(self.resolve_disk(disk, format!("disk{index}")).await?);
+            let port = ports.get(&disk_source(disk)).copied();
+            attachments.push(self.resolve_disk(disk, format!("disk{index}"), port).await?);
         }
         Ok(attachments)
     }

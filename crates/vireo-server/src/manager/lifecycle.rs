@@ -1,5 +1,6 @@
 //! Lifecycle operations: start, stop, pause, resume, restart.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,19 @@ use crate::error::ServerError;
 /// How long a graceful stop waits for the guest unless the request says otherwise.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long QEMU gets to disappear after SIGKILL before we report failure.
-const KILL_GRACE: Duration = Duration::from_secs(10);
+pub(super) const KILL_GRACE: Duration = Duration::from_secs(10);
+/// Loading a saved state reads the whole guest memory from disk.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How a start begins the guest.
+pub(super) enum StartMode {
+    /// A fresh boot.
+    Boot,
+    /// Resume from a state saved with `vm save`.
+    Restore(PathBuf),
+    /// Start at the moment of a full snapshot.
+    LoadSnapshot(String),
+}
 
 fn qemu_error(name: &str, action: &'static str) -> impl FnOnce(vireo_qemu::QemuError) -> ServerError {
     let name = name.to_string();
@@ -26,26 +39,44 @@ impl VmManager {
         let _job = slot.job.lock().await;
         let mut record = self.load(name).await?;
         ensure(&record, Action::Start)?;
-        self.start_locked(&slot, &mut record).await?;
+        let mode = if record.state == VmState::Saved { self.restore_mode(&record) } else { StartMode::Boot };
+        self.start_locked(&slot, &mut record, mode).await?;
         Ok(record)
     }
 
-    async fn start_locked(self: &Arc<Self>, slot: &Slot, record: &mut VmRecord) -> Result<(), ServerError> {
+    pub(super) async fn start_locked(
+        self: &Arc<Self>,
+        slot: &Slot,
+        record: &mut VmRecord,
+        mode: StartMode,
+    ) -> Result<(), ServerError> {
         let name = record.name.clone();
         let choice = self
             .accel_facts
             .choose(record.spec.accel)
             .map_err(|source| ServerError::Accel { name: name.clone(), source })?;
+        let state_if_failed = if matches!(mode, StartMode::Restore(_)) { VmState::Saved } else { VmState::Stopped };
+        if matches!(mode, StartMode::Boot) {
+            // A fresh boot plugs every disk of the spec in from the start.
+            record.disk_ports.clear();
+        }
         self.save_state(record, VmState::Starting).await?;
         let paths = RuntimePaths::new(self.vm_dir(&name));
-        let disks = match self.resolve_disks(&record.spec.disks).await {
+        let disks = match self.resolve_disks(&record.spec.disks, &record.disk_ports).await {
             Ok(disks) => disks,
-            Err(err) => return Err(self.fail_start(record, err).await),
+            Err(err) => return Err(self.fail_start(record, err, state_if_failed).await),
         };
-        let launch = Launch { spec: &record.spec, accel: choice.accel, disks };
+        let (incoming, loadvm) = match &mode {
+            StartMode::Boot => (None, None),
+            StartMode::Restore(file) => (Some(file.clone()), None),
+            StartMode::LoadSnapshot(tag) => (None, Some(tag.clone())),
+        };
+        let launch = Launch { spec: &record.spec, accel: choice.accel, disks, incoming, loadvm };
         let process = match vireo_qemu::spawn(&self.qemu_binary, &launch, &paths).await {
             Ok(process) => process,
-            Err(source) => return Err(self.fail_start(record, qemu_error(&name, "start")(source)).await),
+            Err(source) => {
+                return Err(self.fail_start(record, qemu_error(&name, "start")(source), state_if_failed).await);
+            }
         };
         let (pid, pid_start_ticks) = (process.pid, process.pid_start_ticks);
         record.runtime =
@@ -57,23 +88,40 @@ impl VmManager {
             Err(source) => {
                 vireo_qemu::kill(pid, pid_start_ticks).ok();
                 let path = paths.dir().display().to_string();
-                return Err(self.fail_start(record, ServerError::Io { path, source }).await);
+                return Err(self.fail_start(record, ServerError::Io { path, source }, state_if_failed).await);
             }
         };
-        if let Err(source) = live.qmp.cont().await {
+        let resumed = match &mode {
+            StartMode::Restore(_) => {
+                let loaded = live.qmp.wait_incoming(RESTORE_TIMEOUT).await.map_err(qemu_error(&name, "restore"));
+                match loaded {
+                    Ok(()) => live.qmp.cont().await.map_err(qemu_error(&name, "run")),
+                    Err(err) => Err(err),
+                }
+            }
+            _ => live.qmp.cont().await.map_err(qemu_error(&name, "run")),
+        };
+        if let Err(err) = resumed {
             live.kill();
             live.wait_exit(KILL_GRACE).await;
             slot.set_live(None);
-            return Err(self.fail_start(record, qemu_error(&name, "run")(source)).await);
+            return Err(self.fail_start(record, err, state_if_failed).await);
+        }
+        if let StartMode::Restore(file) = &mode {
+            // The saved state is used up: the guest has moved on from it.
+            if let Err(err) = std::fs::remove_file(file) {
+                tracing::warn!(vm = %name, error = %err, "cannot remove the used saved state");
+            }
         }
         self.save_state(record, VmState::Running).await
     }
 
-    /// Records a failed start (stopped, with the reason) and passes the error on.
-    async fn fail_start(&self, record: &mut VmRecord, error: ServerError) -> ServerError {
+    /// Records a failed start (with the reason) and passes the error on. A
+    /// failed restore leaves the VM saved, so the user can retry or delete it.
+    async fn fail_start(&self, record: &mut VmRecord, error: ServerError, state: VmState) -> ServerError {
         record.runtime = None;
         record.last_error = Some(error.message());
-        if let Err(err) = self.save_state(record, VmState::Stopped).await {
+        if let Err(err) = self.save_state(record, state).await {
             tracing::error!(vm = %record.name, error = %err, "cannot record failed start");
         }
         error
@@ -96,7 +144,7 @@ impl VmManager {
         Ok(record)
     }
 
-    async fn stop_locked(
+    pub(super) async fn stop_locked(
         &self,
         slot: &Slot,
         record: &mut VmRecord,
@@ -141,7 +189,7 @@ impl VmManager {
         let mut record = self.load(name).await?;
         ensure(&record, Action::Restart)?;
         self.stop_locked(&slot, &mut record, false, DEFAULT_STOP_TIMEOUT).await?;
-        self.start_locked(&slot, &mut record).await?;
+        self.start_locked(&slot, &mut record, StartMode::Boot).await?;
         Ok(record)
     }
 
@@ -165,6 +213,52 @@ impl VmManager {
         };
         result.map_err(qemu_error(name, verb))?;
         self.save_state(&mut record, to).await?;
+        Ok(record)
+    }
+}
+
+/// Writing the guest's memory to disk; generous for big guests on slow disks.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(600);
+const SAVED_STATE_FILE: &str = "saved.state";
+
+impl VmManager {
+    fn saved_state_file(&self, name: &str) -> PathBuf {
+        self.vm_dir(name).join(SAVED_STATE_FILE)
+    }
+
+    fn restore_mode(&self, record: &VmRecord) -> StartMode {
+        StartMode::Restore(self.saved_state_file(&record.name))
+    }
+
+    /// Suspends the VM to disk: its memory goes to a file in its directory and QEMU exits.
+    pub async fn save(&self, name: &str) -> Result<VmRecord, ServerError> {
+        let slot = self.slot(name);
+        let _job = slot.job.lock().await;
+        let mut record = self.load(name).await?;
+        ensure(&record, Action::Save)?;
+        let live = slot.live().ok_or_else(|| ServerError::NotAttached(name.to_string()))?;
+        let paths = RuntimePaths::new(self.vm_dir(name));
+        let file = self.saved_state_file(name);
+        live.qmp.save_to_file(&paths, &file, SAVE_TIMEOUT).await.map_err(qemu_error(name, "save"))?;
+        // The state is on disk; QEMU (now paused after the migration) has done its part.
+        if live.qmp.quit().await.is_err() || !live.wait_exit(KILL_GRACE).await {
+            live.kill();
+            live.wait_exit(KILL_GRACE).await;
+        }
+        slot.set_live(None);
+        record.runtime = None;
+        self.save_state(&mut record, VmState::Saved).await?;
+        Ok(record)
+    }
+
+    /// Resumes a saved VM where it was.
+    pub async fn restore(self: &Arc<Self>, name: &str) -> Result<VmRecord, ServerError> {
+        let slot = self.slot(name);
+        let _job = slot.job.lock().await;
+        let mut record = self.load(name).await?;
+        ensure(&record, Action::Restore)?;
+        let mode = self.restore_mode(&record);
+        self.start_locked(&slot, &mut record, mode).await?;
         Ok(record)
     }
 }

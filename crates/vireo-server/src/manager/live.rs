@@ -67,7 +67,7 @@ impl VmManager {
                     QemuEvent::Paused => manager.on_run_state_event(&name, pid, VmState::Paused).await,
                     QemuEvent::Resumed => manager.on_run_state_event(&name, pid, VmState::Running).await,
                     QemuEvent::Exited => break,
-                    QemuEvent::Shutdown { .. } | QemuEvent::Reset => {}
+                    QemuEvent::Shutdown { .. } | QemuEvent::Reset | QemuEvent::DeviceDeleted { .. } => {}
                 }
             }
             let _ = exited_tx.send(true);

@@ -10,6 +10,10 @@ mod disks;
 mod lifecycle;
 mod live;
 mod recover;
+mod snapshots;
+mod storage;
+
+pub use storage::{DEFAULT_POOL, PoolStatus, VolumeStatus};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use vireo_api::{VmSpec, VmState};
 use vireo_core::state::check_action;
-use vireo_core::{Action, HostAccelFacts, Store, StoreError, VmRecord, validate_spec};
+use vireo_core::{Action, DiskPorts, HostAccelFacts, Store, StoreError, VmRecord, validate_spec};
 
 use crate::console::{ConsoleHub, read_console_log};
 use crate::error::ServerError;
@@ -31,6 +35,8 @@ pub struct VmManager {
     /// `data_dir/vms`: one directory per VM with its sockets, pid file and logs.
     vms_dir: PathBuf,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Serialises volume changes with the checks that guard them (is it in use? is the name free?).
+    storage: tokio::sync::Mutex<()>,
 }
 
 /// Per-VM coordination. Slots are never removed, so a name always maps to the same lock.
@@ -67,7 +73,14 @@ impl VmManager {
         accel_facts: HostAccelFacts,
         vms_dir: PathBuf,
     ) -> Arc<Self> {
-        Arc::new(VmManager { store, qemu_binary, accel_facts, vms_dir, slots: Mutex::default() })
+        Arc::new(VmManager {
+            store,
+            qemu_binary,
+            accel_facts,
+            vms_dir,
+            slots: Mutex::default(),
+            storage: tokio::sync::Mutex::default(),
+        })
     }
 
     fn slot(&self, name: &str) -> Arc<Slot> {
@@ -95,6 +108,8 @@ impl VmManager {
     }
 
     pub async fn create(&self, spec: VmSpec) -> Result<VmRecord, ServerError> {
+        // Held until the VM is stored, so none of its volumes can be deleted in between.
+        let _storage = self.storage.lock().await;
         validate_spec(&spec, &self.host_view().await?)?;
         let now = now_ms();
         let mut record = VmRecord {
@@ -105,6 +120,7 @@ impl VmManager {
             created_at_ms: now,
             state_changed_at_ms: now,
             last_error: None,
+            disk_ports: DiskPorts::new(),
             revision: 0,
         };
         record.revision = self.store.insert_vm(&record).await.map_err(|err| match err {

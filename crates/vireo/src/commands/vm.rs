@@ -7,16 +7,17 @@ use anyhow::Context;
 use vireo_api::{StopRequest, Vm, VmSpec};
 use vireo_client::{Client, Endpoint};
 
-use crate::cli::{CreateArgs, OutputFormat, VmCommand};
+use vireo_core::spec::disk_source;
+
+use crate::cli::{CreateArgs, DiskCommand, OutputFormat, VmCommand};
+use crate::commands::volume::volume_ref;
 use crate::output;
 use crate::paths::current_dir;
+use crate::progress;
 use crate::spec_args::{self, FileCheck};
 
 pub async fn run(command: VmCommand, endpoint: Endpoint) -> anyhow::Result<()> {
-    let file_check = match endpoint {
-        Endpoint::Unix(_) => FileCheck::Local,
-        Endpoint::Tcp { .. } => FileCheck::Remote,
-    };
+    let file_check = FileCheck::for_endpoint(&endpoint);
     let client = Client::new(endpoint);
     match command {
         VmCommand::Create(args) => {
@@ -54,6 +55,22 @@ pub async fn run(command: VmCommand, endpoint: Endpoint) -> anyhow::Result<()> {
         }
         VmCommand::Logs { name, tail } => output::write_stdout(&client.vm_logs(&name, tail.map(|t| t.bytes())).await?),
         VmCommand::Console { name } => crate::console::attach(&client, &name).await,
+        VmCommand::Save { name } => {
+            confirm(progress::spin(format!("saving {name}'s memory"), client.save_vm(&name)).await?)
+        }
+        VmCommand::Restore { name } => {
+            confirm(progress::spin(format!("restoring {name}"), client.restore_vm(&name)).await?)
+        }
+        VmCommand::Disk(DiskCommand::Attach { vm, disk }) => {
+            let disk = spec_args::disk_to_attach(&disk, &current_dir()?, file_check).map_err(anyhow::Error::msg)?;
+            let attached = client.attach_disk(&vm, &disk).await?;
+            output::print(&format!("{}: attached {}\n", attached.name, disk_source(&disk)))
+        }
+        VmCommand::Disk(DiskCommand::Detach { vm, volume }) => {
+            volume_ref(&volume)?;
+            let detached = client.detach_disk(&vm, &volume).await?;
+            output::print(&format!("{}: detached volume {volume}\n", detached.name))
+        }
     }
 }
 
