@@ -13,7 +13,7 @@ pub enum ServerError {
     VmNotFound(String),
     #[error("VM '{0}' already exists")]
     VmExists(String),
-    #[error("invalid VM spec: {0}")]
+    #[error("{0}")]
     InvalidSpec(#[from] SpecError),
     #[error("VM '{name}': {source}")]
     InvalidState { name: String, source: InvalidTransition },

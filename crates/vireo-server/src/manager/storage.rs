@@ -322,8 +322,9 @@ impl VmManager {
         let record = self.load_volume(pool, name).await?;
         if size < record.capacity_bytes && !allow_shrink {
             let (from, to) = (vireo_api::ByteSize(record.capacity_bytes), vireo_api::ByteSize(size));
-            let reason =
-                format!("shrinking from {from} to {to} destroys the data beyond {to}; ask for it with allow_shrink");
+            let reason = format!(
+                "shrinking from {from} to {to} destroys the data beyond {to}; ask for it with allow_shrink (--allow-shrink)"
+            );
             return Err(spec_error("size", reason));
         }
         let users = self.all_volume_users().await?;
