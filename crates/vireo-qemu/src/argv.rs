@@ -10,6 +10,7 @@
 //! hot-plugged by `QmpClient::attach_disk` sits on one of them. Cold-plugged disks
 //! stay on the root bus at the addresses they always had.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -94,12 +95,45 @@ pub struct Launch<'a> {
     /// order and hot-plug ports, memory, vCPUs) must be those of the saved VM, and
     /// the disks must not have been written since.
     pub incoming: Option<PathBuf>,
+    /// NICs, each backed by a TAP device the daemon opened.
+    pub nics: Vec<NicAttachment>,
+}
+
+/// A NIC as QEMU gets it: a virtio-net device on a TAP device the daemon opened
+/// (and attached to its bridge), plus vhost-net where the host has it.
+#[derive(Debug)]
+pub struct NicAttachment {
+    /// QEMU id of the netdev and the device.
+    pub id: String,
+    pub mac: String,
+    pub tap: OwnedFd,
+    pub vhost: Option<OwnedFd>,
+}
+
+/// The descriptor numbers QEMU inherits for one NIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NicFds {
+    pub tap: i32,
+    pub vhost: Option<i32>,
+}
+
+impl NicAttachment {
+    pub fn fds(&self) -> NicFds {
+        NicFds { tap: self.tap.as_raw_fd(), vhost: self.vhost.as_ref().map(AsRawFd::as_raw_fd) }
+    }
 }
 
 impl<'a> Launch<'a> {
     /// A fresh start of a spec whose disks are all given by path.
     pub fn with_path_disks(spec: &'a VmSpec, accel: Accel) -> Self {
-        Launch { spec, accel, disks: DiskAttachment::from_path_disks(spec), loadvm: None, incoming: None }
+        Launch {
+            spec,
+            accel,
+            disks: DiskAttachment::from_path_disks(spec),
+            loadvm: None,
+            incoming: None,
+            nics: Vec::new(),
+        }
     }
 }
 
@@ -113,6 +147,8 @@ pub struct LaunchConfig<'a> {
     pub console_fd: i32,
     /// The state file (`Launch::incoming`), opened read-only and inherited.
     pub incoming_fd: Option<i32>,
+    /// Inherited descriptors of `launch.nics`, in the same order.
+    pub nic_fds: Vec<NicFds>,
 }
 
 /// The arguments of `qemu-system-x86_64` (without the binary itself).
@@ -141,6 +177,7 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     hotplug_port_args(&mut argv);
     boot_args(&mut argv, spec);
     disk_args(&mut argv, spec, &cfg.launch.disks);
+    nic_args(&mut argv, &cfg.launch.nics, &cfg.nic_fds);
     saved_state_args(&mut argv, cfg);
     argv.0
 }
@@ -214,6 +251,18 @@ fn disk_args(argv: &mut Args, spec: &VmSpec, disks: &[DiskAttachment]) {
             (false, _) => None,
         };
         argv.push2("-device", device_arg(disk, boot_index));
+    }
+}
+
+/// A TAP netdev and a virtio-net device per NIC.
+fn nic_args(argv: &mut Args, nics: &[NicAttachment], fds: &[NicFds]) {
+    for (nic, fds) in nics.iter().zip(fds) {
+        let mut netdev = format!("tap,id={},fd={}", nic.id, fds.tap);
+        if let Some(vhost) = fds.vhost {
+            netdev.push_str(&format!(",vhost=on,vhostfd={vhost}"));
+        }
+        argv.push2("-netdev", netdev);
+        argv.push2("-device", format!("virtio-net-pci,netdev={id},id={id},mac={}", nic.mac, id = nic.id));
     }
 }
 
@@ -366,7 +415,14 @@ mod tests {
 
     fn argv_of(spec: &VmSpec, accel: Accel, paths: &RuntimePaths) -> Vec<String> {
         let launch = Launch::with_path_disks(spec, accel);
-        build_argv(&LaunchConfig { launch: &launch, paths, qmp_fd: 3, console_fd: 4, incoming_fd: None })
+        build_argv(&LaunchConfig {
+            launch: &launch,
+            paths,
+            qmp_fd: 3,
+            console_fd: 4,
+            incoming_fd: None,
+            nic_fds: vec![],
+        })
     }
 
     fn spec() -> VmSpec {

@@ -23,7 +23,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::argv::{Launch, LaunchConfig, build_argv};
+use crate::argv::{Launch, LaunchConfig, NicAttachment, NicFds, build_argv};
 use crate::error::QemuError;
 use crate::paths::RuntimePaths;
 use crate::qmp::{COMMAND_TIMEOUT, QemuEvent, QmpClient, QmpLog, QueryChardev};
@@ -66,8 +66,10 @@ pub async fn spawn(binary: &Path, launch: &Launch<'_>, paths: &RuntimePaths) -> 
     let qmp_log = QmpLog::open(&paths.qmp_log())?;
     let (qmp_fd, console_fd) = (sockets.qmp_listener.as_raw_fd(), sockets.console_listener.as_raw_fd());
     let incoming_fd = incoming.as_ref().map(AsRawFd::as_raw_fd);
-    let argv = build_argv(&LaunchConfig { launch, paths, qmp_fd, console_fd, incoming_fd });
-    let inherit: Vec<i32> = [qmp_fd, console_fd].into_iter().chain(incoming_fd).collect();
+    let nic_fds: Vec<NicFds> = launch.nics.iter().map(NicAttachment::fds).collect();
+    let argv = build_argv(&LaunchConfig { launch, paths, qmp_fd, console_fd, incoming_fd, nic_fds: nic_fds.clone() });
+    let nic_inherit = nic_fds.iter().flat_map(|fds| std::iter::once(fds.tap).chain(fds.vhost));
+    let inherit: Vec<i32> = [qmp_fd, console_fd].into_iter().chain(incoming_fd).chain(nic_inherit).collect();
     let child = start_qemu(binary, &argv, paths, &inherit)?;
     // Should this future be dropped half-way, the paused QEMU must not stay behind.
     let mut qemu = SpawnedQemu { child, kill_on_drop: true };

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use vireo_api::{Accel, VmSpec};
-use vireo_qemu::{Launch, LaunchConfig, RuntimePaths, build_argv};
+use vireo_qemu::{Launch, LaunchConfig, NicFds, RuntimePaths, build_argv};
 
 fn check_golden(name: &str, spec_json: &str, accel: Accel) {
     check_golden_launch(name, spec_json, accel, |_| None);
@@ -16,7 +16,10 @@ fn check_golden_launch(name: &str, spec_json: &str, accel: Accel, adjust: impl F
     let paths = RuntimePaths::new(PathBuf::from("/run/vireo/vms/web1"));
     let mut launch = Launch::with_path_disks(&spec, accel);
     let incoming_fd = adjust(&mut launch);
-    let argv = build_argv(&LaunchConfig { launch: &launch, paths: &paths, qmp_fd: 3, console_fd: 4, incoming_fd });
+    let nic_fds: Vec<NicFds> =
+        (0..launch.nics.len() as i32).map(|i| NicFds { tap: 10 + 2 * i, vhost: Some(11 + 2 * i) }).collect();
+    let argv =
+        build_argv(&LaunchConfig { launch: &launch, paths: &paths, qmp_fd: 3, console_fd: 4, incoming_fd, nic_fds });
     // One argument per line: a diff shows exactly which argument changed.
     let actual = argv.join("\n") + "\n";
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);
@@ -71,6 +74,24 @@ fn start_from_a_full_snapshot() {
     let spec = r#"{"name": "web1", "memory": "256MiB", "disks": [{"path": "/var/lib/vireo/disks/root.qcow2"}]}"#;
     check_golden_launch("argv_loadvm.txt", spec, Accel::Tcg, |launch| {
         launch.loadvm = Some("before upgrade, v2".into());
+        None
+    });
+}
+
+#[test]
+fn nics_on_tap_devices_with_vhost() {
+    let spec = r#"{"name": "web1", "memory": "256MiB", "boot": {"kernel": "/k/vmlinuz"}}"#;
+    check_golden_launch("argv_nics.txt", spec, Accel::Tcg, |launch| {
+        // The descriptors themselves do not matter here: the argv takes its fd numbers from `nic_fds`.
+        let null = || std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null"));
+        for (id, mac) in [("net0", "52:54:00:12:34:56"), ("net1", "52:54:00:ab:cd:ef")] {
+            launch.nics.push(vireo_qemu::NicAttachment {
+                id: id.into(),
+                mac: mac.into(),
+                tap: null(),
+                vhost: Some(null()),
+            });
+        }
         None
     });
 }

@@ -71,7 +71,7 @@ impl VmManager {
             StartMode::Restore(file) => (Some(file.clone()), None),
             StartMode::LoadSnapshot(tag) => (None, Some(tag.clone())),
         };
-        let launch = Launch { spec: &record.spec, accel: choice.accel, disks, incoming, loadvm };
+        let launch = Launch { spec: &record.spec, accel: choice.accel, disks, incoming, loadvm, nics: Vec::new() };
         let process = match vireo_qemu::spawn(&self.qemu_binary, &launch, &paths).await {
             Ok(process) => process,
             Err(source) => {
