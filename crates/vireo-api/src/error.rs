@@ -27,6 +27,8 @@ pub enum ErrorCode {
     VolumeNotFound,
     /// No snapshot of that name for the VM.
     SnapshotNotFound,
+    /// No network of that name.
+    NetworkNotFound,
     /// A pool, volume or snapshot of that name already exists.
     AlreadyExists,
     /// The object is used by something else (a VM, a linked clone, a snapshot) and cannot go.
@@ -55,7 +57,8 @@ impl ErrorCode {
             | ErrorCode::VmNotFound
             | ErrorCode::PoolNotFound
             | ErrorCode::VolumeNotFound
-            | ErrorCode::SnapshotNotFound => 404,
+            | ErrorCode::SnapshotNotFound
+            | ErrorCode::NetworkNotFound => 404,
             ErrorCode::VmExists | ErrorCode::InvalidState | ErrorCode::AlreadyExists | ErrorCode::InUse => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::InvalidSpec | ErrorCode::AccelUnavailable | ErrorCode::Unsupported => 422,

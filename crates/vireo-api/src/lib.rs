@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod host;
+pub mod network;
 pub mod size;
 pub mod snapshot;
 pub mod spec;
@@ -15,6 +16,7 @@ pub mod vm;
 
 pub use error::{ApiError, ErrorCode};
 pub use host::{CheckStatus, HostCheck, HostCheckItem};
+pub use network::{Lease, Network, NetworkMode, NetworkSpec, NicModel, NicSpec, NicStatus};
 pub use size::ByteSize;
 pub use snapshot::{Snapshot, SnapshotCreate, SnapshotKind};
 pub use spec::{Accel, BootSpec, ConsoleSpec, DiskAio, DiskBus, DiskCache, DiskFormat, DiskSpec, VmSpec};

@@ -32,6 +32,9 @@ pub struct VmSpec {
     /// Disk images attached as virtio block devices, in order.
     #[serde(default)]
     pub disks: Vec<DiskSpec>,
+    /// Network interfaces, in order (the guest's eth0, eth1, ...).
+    #[serde(default)]
+    pub nics: Vec<crate::network::NicSpec>,
     /// The serial console.
     #[serde(default)]
     pub console: ConsoleSpec,

@@ -55,6 +55,9 @@ pub struct Vm {
     pub state_changed_at: String,
     /// Why the VM last crashed or failed to start, if it did.
     pub last_error: Option<String>,
+    /// Each NIC with its MAC and, from the network's DHCP lease, its IPv4 address.
+    #[serde(default)]
+    pub nics: Vec<crate::network::NicStatus>,
 }
 
 /// Options of `POST /v1/vms/{name}/stop`.

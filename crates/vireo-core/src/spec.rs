@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use vireo_api::size::{MIB, TIB};
-use vireo_api::{ByteSize, DiskAio, DiskCache, DiskFormat, DiskSpec, VmSpec};
+use vireo_api::{ByteSize, DiskAio, DiskCache, DiskFormat, DiskSpec, NicSpec, VmSpec};
 
 /// A spec that cannot be accepted, and which field is at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +63,8 @@ pub trait SpecContext {
     fn file_exists(&self, path: &Path) -> bool;
     /// Whether the volume `pool/name` exists.
     fn volume_exists(&self, pool: &str, name: &str) -> bool;
+    /// Whether a network of that name exists.
+    fn network_exists(&self, name: &str) -> bool;
 }
 
 /// Checks every field of `spec` against the host described by `host`.
@@ -72,7 +74,60 @@ pub fn validate_spec(spec: &VmSpec, host: &dyn SpecContext) -> Result<(), SpecEr
     validate_memory(spec.memory)?;
     validate_boot(spec, host)?;
     validate_disks(&spec.disks, host)?;
+    validate_nics(&spec.nics, host)?;
     validate_console_log(spec.console.log_size)
+}
+
+pub const MAX_NICS: usize = 8;
+
+/// Checks a VM's NICs: known networks, well-formed unicast MACs, no MAC twice.
+pub fn validate_nics(nics: &[NicSpec], host: &dyn SpecContext) -> Result<(), SpecError> {
+    if nics.len() > MAX_NICS {
+        return Err(SpecError::new("nics", format!("at most {MAX_NICS} NICs, got {}", nics.len())));
+    }
+    let mut macs = HashSet::new();
+    for (index, nic) in nics.iter().enumerate() {
+        let field = format!("nics[{index}]");
+        validate_name(&nic.network).map_err(|reason| SpecError::new(format!("{field}.network"), reason))?;
+        if !host.network_exists(&nic.network) {
+            return Err(SpecError::new(format!("{field}.network"), format!("network {} does not exist", nic.network)));
+        }
+        if let Some(mac) = &nic.mac {
+            let parsed = parse_mac(mac).map_err(|reason| SpecError::new(format!("{field}.mac"), reason))?;
+            if !macs.insert(parsed) {
+                return Err(SpecError::new(format!("{field}.mac"), format!("{mac} is used by another NIC")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`; group and broadcast addresses cannot be a NIC's.
+pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let malformed = || format!("'{text}' is not a MAC address like 52:54:00:12:34:56");
+    if parts.len() != 6 {
+        return Err(malformed());
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(&parts) {
+        if part.len() != 2 {
+            return Err(malformed());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| malformed())?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err(format!("{text} is a multicast address; a NIC needs a unicast one"));
+    }
+    if mac == [0; 6] {
+        return Err(format!("{text} is not a usable address"));
+    }
+    Ok(mac)
+}
+
+/// The canonical lowercase text of a MAC.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// Names become directory names and database keys: keep them to a safe alphabet.
@@ -284,6 +339,9 @@ mod tests {
         fn volume_exists(&self, pool: &str, name: &str) -> bool {
             pool == "default" && (name == "base.qcow2" || name == "data")
         }
+        fn network_exists(&self, name: &str) -> bool {
+            name == "lan"
+        }
     }
 
     const HOST: FakeHost = FakeHost { missing_file: None };
@@ -399,6 +457,22 @@ mod tests {
         assert_eq!(field_of(&with("boot_order = 0")), "disks[0].boot_order");
         let both_first = format!("{}\n[[disks]]\npath = \"/d/b.raw\"\nboot_order = 1", with("boot_order = 1"));
         assert_eq!(field_of(&both_first), "disks[1].boot_order");
+    }
+
+    #[test]
+    fn nics_are_checked() {
+        let with = |nic: &str| format!("{GOOD}\n[[nics]]\n{nic}");
+        assert!(check(&with("network = \"lan\"\nmac = \"52:54:00:AB:cd:01\"")).is_ok());
+        assert_eq!(field_of(&with("network = \"wan\"")), "nics[0].network");
+        assert_eq!(field_of(&with("network = \"lan\"\nmac = \"52:54:00:ab:cd\"")), "nics[0].mac");
+        assert_eq!(field_of(&with("network = \"lan\"\nmac = \"01:00:5e:00:00:01\"")), "nics[0].mac");
+        assert_eq!(field_of(&with("network = \"lan\"\nmodel = \"e1000\"")), "nics[0].model");
+        let twice = format!(
+            "{}\n[[nics]]\nnetwork = \"lan\"\nmac = \"52:54:00:00:00:01\"",
+            with("network = \"lan\"\nmac = \"52:54:00:00:00:01\"")
+        );
+        assert_eq!(field_of(&twice), "nics[1].mac");
+        assert_eq!(format_mac(parse_mac("52:54:00:AB:CD:EF").unwrap()), "52:54:00:ab:cd:ef");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use vireo_api::{Accel, DiskFormat, PoolType, SnapshotKind, VmSpec};
+use vireo_api::{Accel, DiskFormat, NetworkMode, PoolType, SnapshotKind, VmSpec};
 
 use crate::state::VmState;
 
@@ -82,6 +82,19 @@ pub struct SnapshotRecord {
     pub created_at_ms: i64,
 }
 
+/// A managed network as stored; host-side parts (bridge, dnsmasq, nftables) are re-created from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub mode: NetworkMode,
+    /// The Linux bridge: ours for nat/isolated, the host's for bridge mode.
+    pub bridge: String,
+    /// `a.b.c.d/len` for nat and isolated networks.
+    pub subnet: Option<String>,
+    pub vlan: Option<u16>,
+    pub created_at_ms: i64,
+}
+
 /// What kind of object a store error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -89,6 +102,7 @@ pub enum ObjectKind {
     Pool,
     Volume,
     Snapshot,
+    Network,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -98,6 +112,7 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Pool => "pool",
             ObjectKind::Volume => "volume",
             ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Network => "network",
         })
     }
 }
@@ -148,4 +163,10 @@ pub trait Store: Send + Sync {
     /// Snapshots of a VM, oldest first.
     async fn list_snapshots(&self, vm: &str) -> Result<Vec<SnapshotRecord>, StoreError>;
     async fn delete_snapshot(&self, vm: &str, name: &str) -> Result<(), StoreError>;
+
+    async fn insert_network(&self, network: &NetworkRecord) -> Result<(), StoreError>;
+    async fn get_network(&self, name: &str) -> Result<Option<NetworkRecord>, StoreError>;
+    /// All networks, ordered by name.
+    async fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError>;
+    async fn delete_network(&self, name: &str) -> Result<(), StoreError>;
 }

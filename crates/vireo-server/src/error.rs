@@ -45,6 +45,8 @@ pub enum ServerError {
     Unsupported(String),
     #[error("cannot {action}")]
     Storage { action: String, source: vireo_storage::StorageError },
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -71,6 +73,7 @@ fn not_found_code(kind: ObjectKind) -> ErrorCode {
         ObjectKind::Pool => ErrorCode::PoolNotFound,
         ObjectKind::Volume => ErrorCode::VolumeNotFound,
         ObjectKind::Snapshot => ErrorCode::SnapshotNotFound,
+        ObjectKind::Network => ErrorCode::NetworkNotFound,
     }
 }
 
@@ -99,7 +102,7 @@ impl ServerError {
             ServerError::Storage { source, .. } => storage_code(source),
             ServerError::Store(StoreError::NotFound(_)) => ErrorCode::VmNotFound,
             ServerError::Store(StoreError::Exists(_)) => ErrorCode::VmExists,
-            ServerError::Io { .. } | ServerError::Store(_) => ErrorCode::Internal,
+            ServerError::Io { .. } | ServerError::Internal(_) | ServerError::Store(_) => ErrorCode::Internal,
         }
     }
 

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use vireo_api::{Accel, ByteSize, DiskFormat, PoolType, SnapshotKind, VmSpec, VmState};
-use vireo_core::{ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord, VolumeRecord};
+use vireo_api::{Accel, ByteSize, DiskFormat, NetworkMode, PoolType, SnapshotKind, VmSpec, VmState};
+use vireo_core::{
+    NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord, VolumeRecord,
+};
 
 pub fn sample(name: &str) -> VmRecord {
     let spec: VmSpec = serde_json::from_value(serde_json::json!({
@@ -31,6 +33,32 @@ pub async fn run(store: &dyn Store) {
     delete_removes(store).await;
     pools_and_volumes(store).await;
     snapshots_go_with_their_vm(store).await;
+    networks(store).await;
+}
+
+async fn networks(store: &dyn Store) {
+    let network = NetworkRecord {
+        name: "lan".into(),
+        mode: NetworkMode::Nat,
+        bridge: "vbr-lan".into(),
+        subnet: Some("10.77.0.0/24".into()),
+        vlan: None,
+        created_at_ms: 3,
+    };
+    store.insert_network(&network).await.unwrap();
+    assert!(matches!(
+        store.insert_network(&network).await,
+        Err(StoreError::ObjectExists { kind: ObjectKind::Network, .. })
+    ));
+    let tagged =
+        NetworkRecord { name: "br".into(), mode: NetworkMode::Bridge, subnet: None, vlan: Some(42), ..network.clone() };
+    store.insert_network(&tagged).await.unwrap();
+    assert_eq!(store.get_network("lan").await.unwrap(), Some(network));
+    let names: Vec<String> = store.list_networks().await.unwrap().into_iter().map(|n| n.name).collect();
+    assert_eq!(names, ["br", "lan"]);
+    assert_eq!(store.get_network("br").await.unwrap().unwrap().vlan, Some(42));
+    store.delete_network("lan").await.unwrap();
+    assert!(store.delete_network("lan").await.is_err());
 }
 
 fn volume(pool: &str, name: &str, backing: Option<(&str, &str)>) -> VolumeRecord {

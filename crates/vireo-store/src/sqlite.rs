@@ -6,7 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use vireo_api::VmState;
-use vireo_core::{ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord, VolumeRecord};
+use vireo_core::{
+    NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord, VolumeRecord,
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Never edit a released entry: append a new one.
@@ -54,6 +56,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE vms ADD COLUMN disk_ports TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE snapshots ADD COLUMN disk_ports TEXT NOT NULL DEFAULT '{}';
+"#,
+    r#"
+    CREATE TABLE networks (
+        name          TEXT PRIMARY KEY NOT NULL,
+        mode          TEXT NOT NULL,
+        bridge        TEXT NOT NULL,
+        subnet        TEXT,
+        vlan          INTEGER,
+        created_at_ms INTEGER NOT NULL
+    ) STRICT;
 "#,
 ];
 
@@ -459,6 +471,36 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn insert_network(&self, network: &NetworkRecord) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO networks (name, mode, bridge, subnet, vlan, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    network.name,
+                    enum_to_text(&network.mode)?,
+                    network.bridge,
+                    network.subnet,
+                    network.vlan.map(i64::from),
+                    network.created_at_ms,
+                ],
+            )
+            .map_err(exists_or_backend(ObjectKind::Network, network.name.clone()))?;
+        Ok(())
+    }
+
+    async fn get_network(&self, name: &str) -> Result<Option<NetworkRecord>, StoreError> {
+        Ok(self.query_networks("WHERE name = ?1", [name])?.into_iter().next())
+    }
+
+    async fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError> {
+        self.query_networks("", [])
+    }
+
+    async fn delete_network(&self, name: &str) -> Result<(), StoreError> {
+        let deleted = self.conn().execute("DELETE FROM networks WHERE name = ?1", [name]).map_err(backend)?;
+        not_found_unless_one(deleted, ObjectKind::Network, name.to_string())
+    }
+
     async fn delete_snapshot(&self, vm: &str, name: &str) -> Result<(), StoreError> {
         let deleted =
             self.conn().execute("DELETE FROM snapshots WHERE vm = ?1 AND name = ?2", [vm, name]).map_err(backend)?;
@@ -467,6 +509,31 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    fn query_networks<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<NetworkRecord>, StoreError> {
+        let conn = self.conn();
+        let sql =
+            format!("SELECT name, mode, bridge, subnet, vlan, created_at_ms FROM networks {filter} ORDER BY name");
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(params, |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(backend)?;
+        rows.map(|row| {
+            let (name, mode, bridge, subnet, vlan, created_at_ms) = row.map_err(backend)?;
+            let vlan = vlan.map(|v| u16::try_from(v).map_err(|e| corrupt(&name, e))).transpose()?;
+            Ok(NetworkRecord { mode: enum_from_text(&name, &mode)?, name, bridge, subnet, vlan, created_at_ms })
+        })
+        .collect()
+    }
+
     fn query_pools<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<PoolRecord>, StoreError> {
         let conn = self.conn();
         let sql = format!("SELECT name, type, path, created_at_ms FROM pools {filter} ORDER BY name");

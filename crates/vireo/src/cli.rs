@@ -326,6 +326,9 @@ pub struct CreateArgs {
     /// readonly=on, cache=MODE, aio=MODE, boot_order=N; a ',' in PATH is written ',,'
     #[arg(long = "disk", value_name = "POOL/NAME|PATH[,OPTION=VALUE...]")]
     pub disks: Vec<String>,
+    /// Add a NIC on a network (repeatable), with options mac=52:54:00:xx:xx:xx, model=virtio
+    #[arg(long = "nic", value_name = "NETWORK[,OPTION=VALUE...]")]
+    pub nics: Vec<String>,
     /// Accelerator [default: auto]
     #[arg(long, value_enum)]
     pub accel: Option<AccelArg>,

@@ -137,6 +137,10 @@ pub fn vm_details(vm: &Vm) -> String {
             format!("{} ({format}cache {cache}{aio}{access}{boot})", disk_source(disk)),
         ));
     }
+    for (index, nic) in vm.nics.iter().enumerate() {
+        let ip = nic.ip.as_deref().unwrap_or("no lease");
+        lines.push((format!("nic[{index}]"), format!("{} on {} ({ip})", nic.mac, nic.network)));
+    }
     lines.push(("console log".into(), spec.console.log_size.to_string()));
     lines.push(("created".into(), vm.created_at.clone()));
     lines.push(("last error".into(), or_dash(vm.last_error.as_ref())));
@@ -337,8 +341,14 @@ mod tests {
                     cmdline: Some("console=ttyS0".into()),
                 },
                 disks: vec![DiskSpec { path: Some("/d/root.qcow2".into()), readonly: true, ..DiskSpec::default() }],
+                nics: vec![],
                 console: ConsoleSpec::default(),
             },
+            nics: vec![vireo_api::NicStatus {
+                network: "default".into(),
+                mac: "52:54:00:00:00:01".into(),
+                ip: Some("10.77.0.5".into()),
+            }],
             accel: pid.map(|_| "kvm".into()),
             pid,
             created_at: "2025-01-01T00:00:00Z".into(),
@@ -370,6 +380,7 @@ mod tests {
             "initrd:       -\n",
             "cmdline:      console=ttyS0\n",
             "disk[0]:      /d/root.qcow2 (qcow2, cache writeback, read-only)\n",
+            "nic[0]:       52:54:00:00:00:01 on default (10.77.0.5)\n",
             "console log:  1MiB\n",
             "last error:   -\n",
         ] {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskSpec, VmSpec};
+use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskSpec, NicSpec, VmSpec};
 use vireo_client::Endpoint;
 use vireo_core::SpecError;
 
@@ -38,6 +38,7 @@ pub fn spec_from_flags(args: &CreateArgs, cwd: &Path) -> Result<VmSpec, String> 
         None => ConsoleSpec::default().log_size,
     };
     let disks = args.disks.iter().map(|disk| parse_disk(disk, cwd)).collect::<Result<Vec<_>, _>>()?;
+    let nics = args.nics.iter().map(|nic| parse_nic(nic)).collect::<Result<Vec<_>, _>>()?;
     Ok(VmSpec {
         name: args.name.clone(),
         vcpus: args.vcpus.unwrap_or(1),
@@ -49,8 +50,28 @@ pub fn spec_from_flags(args: &CreateArgs, cwd: &Path) -> Result<VmSpec, String> 
             cmdline: args.cmdline.clone(),
         },
         disks,
+        nics,
         console: ConsoleSpec { log_size },
     })
+}
+
+/// `NETWORK[,mac=MAC][,model=virtio]`.
+pub fn parse_nic(value: &str) -> Result<NicSpec, String> {
+    let fail = |reason: String| format!("--nic '{value}': {reason}");
+    let mut parts = value.split(',');
+    let network = parts.next().unwrap_or_default();
+    if network.is_empty() {
+        return Err(fail("no network name".into()));
+    }
+    let mut nic = NicSpec { network: network.to_string(), ..NicSpec::default() };
+    for option in parts {
+        match option.split_once('=') {
+            Some(("mac", mac)) => nic.mac = Some(mac.to_string()),
+            Some(("model", model)) => nic.model = parse_choice("model", model).map_err(fail)?,
+            _ => return Err(fail(format!("unknown option '{option}' (use mac= or model=)"))),
+        }
+    }
+    Ok(nic)
 }
 
 /// Validates a spec built from flags, naming the flag at fault.
@@ -107,7 +128,7 @@ pub fn spec_from_file(name: &str, file: &str, text: &str, check: FileCheck) -> R
 }
 
 /// What the CLI can check before sending a spec: local files (over the Unix
-/// socket the daemon shares our filesystem); volumes only the daemon knows.
+/// socket the daemon shares our filesystem); volumes and networks only the daemon knows.
 struct LocalHost(FileCheck);
 
 impl vireo_core::SpecContext for LocalHost {
@@ -119,6 +140,10 @@ impl vireo_core::SpecContext for LocalHost {
     }
 
     fn volume_exists(&self, _pool: &str, _name: &str) -> bool {
+        true
+    }
+
+    fn network_exists(&self, _name: &str) -> bool {
         true
     }
 }
@@ -267,6 +292,17 @@ mod tests {
         assert!(parse_disk("a,readonly=maybe", cwd).unwrap_err().contains("readonly must be on or off"));
         assert!(parse_disk("a,cache=sometimes", cwd).unwrap_err().contains("unknown cache 'sometimes'"));
         assert!(parse_disk("a,colour=red", cwd).unwrap_err().contains("unknown option 'colour=red'"));
+    }
+
+    #[test]
+    fn nics_take_a_network_and_options() {
+        let nic = parse_nic("default").unwrap();
+        assert_eq!((nic.network.as_str(), nic.mac), ("default", None));
+        let nic = parse_nic("lan,mac=52:54:00:01:02:03,model=virtio").unwrap();
+        assert_eq!(nic.mac.as_deref(), Some("52:54:00:01:02:03"));
+        assert!(parse_nic(",mac=x").unwrap_err().contains("no network name"));
+        assert!(parse_nic("lan,model=e1000").unwrap_err().contains("unknown model 'e1000'"));
+        assert!(parse_nic("lan,speed=10G").unwrap_err().contains("unknown option 'speed=10G'"));
     }
 
     #[test]

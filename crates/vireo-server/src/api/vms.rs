@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use vireo_api::vm::LogsQuery;
-use vireo_api::{ApiError, StopRequest, Vm, VmSpec};
+use vireo_api::{ApiError, NicStatus, StopRequest, Vm, VmSpec};
 use vireo_core::VmRecord;
 
 use super::{AppState, body_bytes, json_body};
@@ -24,7 +24,14 @@ fn rfc3339(ms: i64) -> String {
 
 /// The wire view of a stored record.
 pub fn to_wire(record: VmRecord) -> Vm {
+    let nics = record
+        .spec
+        .nics
+        .iter()
+        .map(|nic| NicStatus { network: nic.network.clone(), mac: nic.mac.clone().unwrap_or_default(), ip: None })
+        .collect();
     Vm {
+        nics,
         accel: record.runtime.as_ref().map(|r| r.accel.as_str().to_string()),
         pid: record.runtime.as_ref().map(|r| r.pid),
         created_at: rfc3339(record.created_at_ms),

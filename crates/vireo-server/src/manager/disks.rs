@@ -15,6 +15,7 @@ use crate::error::ServerError;
 /// The host as spec validation sees it: files on disk, volumes in the store.
 pub struct HostView {
     volumes: HashSet<(String, String)>,
+    networks: HashSet<String>,
 }
 
 impl SpecContext for HostView {
@@ -25,12 +26,20 @@ impl SpecContext for HostView {
     fn volume_exists(&self, pool: &str, name: &str) -> bool {
         self.volumes.contains(&(pool.to_string(), name.to_string()))
     }
+
+    fn network_exists(&self, name: &str) -> bool {
+        self.networks.contains(name)
+    }
 }
 
 impl VmManager {
     pub(super) async fn host_view(&self) -> Result<HostView, ServerError> {
         let volumes = self.store.list_volumes(None).await?;
-        Ok(HostView { volumes: volumes.into_iter().map(|v| (v.pool, v.name)).collect() })
+        let networks = self.store.list_networks().await?;
+        Ok(HostView {
+            volumes: volumes.into_iter().map(|v| (v.pool, v.name)).collect(),
+            networks: networks.into_iter().map(|n| n.name).collect(),
+        })
     }
 
     /// The attachment of one disk; `id` is its QEMU device id, `hotplug_port` where it was hot-plugged.

@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vireo_api::{VmSpec, VmState};
+use vireo_core::spec::{format_mac, parse_mac};
 use vireo_core::state::check_action;
-use vireo_core::{Action, DiskPorts, HostAccelFacts, Store, StoreError, VmRecord, validate_spec};
+use vireo_core::{Action, DiskPorts, HostAccelFacts, SpecError, Store, StoreError, VmRecord, validate_spec};
 
 use crate::console::{ConsoleHub, read_console_log};
 use crate::error::ServerError;
@@ -107,10 +108,12 @@ impl VmManager {
         Ok(())
     }
 
-    pub async fn create(&self, spec: VmSpec) -> Result<VmRecord, ServerError> {
-        // Held until the VM is stored, so none of its volumes can be deleted in between.
+    pub async fn create(&self, mut spec: VmSpec) -> Result<VmRecord, ServerError> {
+        // Held until the VM is stored, so none of its volumes can be deleted in between
+        // and no other create can take the MACs given out here.
         let _storage = self.storage.lock().await;
         validate_spec(&spec, &self.host_view().await?)?;
+        self.assign_macs(&mut spec).await?;
         let now = now_ms();
         let mut record = VmRecord {
             name: spec.name.clone(),
@@ -168,6 +171,52 @@ impl VmManager {
         ensure(&record, Action::AttachConsole)?;
         let live = self.slot(name).live().ok_or_else(|| ServerError::NotAttached(name.to_string()))?;
         Ok(live.console.clone())
+    }
+}
+
+impl VmManager {
+    /// Gives every NIC without a MAC a fresh one, and checks given ones are unique on this host.
+    async fn assign_macs(&self, spec: &mut VmSpec) -> Result<(), ServerError> {
+        let mut taken: HashMap<[u8; 6], String> = HashMap::new();
+        for vm in self.store.list_vms().await? {
+            for nic in &vm.spec.nics {
+                if let Some(mac) = nic.mac.as_deref().and_then(|m| parse_mac(m).ok()) {
+                    taken.insert(mac, vm.name.clone());
+                }
+            }
+        }
+        for (index, nic) in spec.nics.iter_mut().enumerate() {
+            match nic.mac.as_deref().map(parse_mac) {
+                Some(Ok(mac)) => {
+                    if let Some(owner) = taken.get(&mac) {
+                        let reason = format!("{} is already used by VM {owner}", format_mac(mac));
+                        return Err(ServerError::InvalidSpec(SpecError { field: format!("nics[{index}].mac"), reason }));
+                    }
+                    nic.mac = Some(format_mac(mac));
+                }
+                Some(Err(reason)) => {
+                    return Err(ServerError::InvalidSpec(SpecError { field: format!("nics[{index}].mac"), reason }));
+                }
+                None => {
+                    let mac = fresh_mac(&taken)?;
+                    taken.insert(mac, spec.name.clone());
+                    nic.mac = Some(format_mac(mac));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A random MAC in QEMU's locally administered 52:54:00 range, not yet used on this host.
+fn fresh_mac(taken: &HashMap<[u8; 6], String>) -> Result<[u8; 6], ServerError> {
+    loop {
+        let mut tail = [0u8; 3];
+        getrandom::fill(&mut tail).map_err(|e| ServerError::Internal(format!("no randomness for a MAC: {e}")))?;
+        let mac = [0x52, 0x54, 0x00, tail[0], tail[1], tail[2]];
+        if !taken.contains_key(&mac) {
+            return Ok(mac);
+        }
     }
 }
 
