@@ -37,6 +37,8 @@ pub enum ErrorCode {
     Unsupported,
     /// qemu-img or the filesystem failed.
     StorageFailed,
+    /// Setting up a bridge, TAP, dnsmasq or nftables failed.
+    NetworkFailed,
     /// The requested accelerator cannot run on this host.
     AccelUnavailable,
     /// The request body is too large.
@@ -62,7 +64,7 @@ impl ErrorCode {
             ErrorCode::VmExists | ErrorCode::InvalidState | ErrorCode::AlreadyExists | ErrorCode::InUse => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::InvalidSpec | ErrorCode::AccelUnavailable | ErrorCode::Unsupported => 422,
-            ErrorCode::QemuFailed | ErrorCode::StorageFailed | ErrorCode::Internal => 500,
+            ErrorCode::QemuFailed | ErrorCode::StorageFailed | ErrorCode::NetworkFailed | ErrorCode::Internal => 500,
         }
     }
 }

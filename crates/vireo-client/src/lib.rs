@@ -24,8 +24,8 @@ use hyper::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vireo_api::{
-    API_PREFIX, DiskSpec, HostCheck, Pool, PoolSpec, Snapshot, SnapshotCreate, StopRequest, Vm, VmSpec, Volume,
-    VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
+    API_PREFIX, DiskSpec, HostCheck, Network, NetworkSpec, Pool, PoolSpec, Snapshot, SnapshotCreate, StopRequest, Vm,
+    VmSpec, Volume, VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
 };
 
 pub use console::{ConsoleReceiver, ConsoleSender, ConsoleStream};
@@ -272,6 +272,26 @@ impl Client {
             }
         }
         reader.finish()
+    }
+
+    /// `GET /v1/networks`
+    pub async fn list_networks(&self) -> Result<Vec<Network>, ClientError> {
+        self.call(Method::GET, &format!("{API_PREFIX}/networks"), None::<&()>).await
+    }
+
+    /// `POST /v1/networks`: defines a network and sets up its host side (bridge, DHCP, NAT).
+    pub async fn create_network(&self, spec: &NetworkSpec) -> Result<Network, ClientError> {
+        self.call(Method::POST, &format!("{API_PREFIX}/networks"), Some(spec)).await
+    }
+
+    /// `GET /v1/networks/{network}`, with its leases.
+    pub async fn get_network(&self, name: &str) -> Result<Network, ClientError> {
+        self.call(Method::GET, &routes::network(name, "")?, None::<&()>).await
+    }
+
+    /// `DELETE /v1/networks/{network}`: refused (`in_use`) while a VM has a NIC on it.
+    pub async fn delete_network(&self, name: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, &routes::network(name, "")?).await
     }
 
     /// `GET /v1/host/check`

@@ -11,6 +11,7 @@ pub(crate) enum Name {
     Pool,
     Volume,
     Snapshot,
+    Network,
 }
 
 impl Name {
@@ -20,6 +21,7 @@ impl Name {
             Name::Pool => "pool",
             Name::Volume => "volume",
             Name::Snapshot => "snapshot",
+            Name::Network => "network",
         }
     }
 }
@@ -47,6 +49,11 @@ pub(crate) fn pool(name: &str, suffix: &str) -> Result<String, ClientError> {
 /// `/v1/pools/{pool}/volumes/{volume}{suffix}`
 pub(crate) fn volume(pool_name: &str, volume: &str, suffix: &str) -> Result<String, ClientError> {
     pool(pool_name, &format!("/volumes/{}{suffix}", segment(Name::Volume, volume)?))
+}
+
+/// `/v1/networks/{network}{suffix}`
+pub(crate) fn network(name: &str, suffix: &str) -> Result<String, ClientError> {
+    Ok(format!("{API_PREFIX}/networks/{}{suffix}", segment(Name::Network, name)?))
 }
 
 /// `value` as one path segment. Names keep `[A-Za-z0-9_-]`, volumes also `.` (but never a leading one, so
@@ -101,5 +108,13 @@ mod tests {
         assert_eq!(vm_disk("web1", "default", "data.img").unwrap(), "/v1/vms/web1/disks/default/data.img");
         assert_eq!(vm_disk("web1", "p/q", "..").unwrap(), "/v1/vms/web1/disks/p%2Fq/%2E.");
         assert!(matches!(snapshot("web1", "", ""), Err(ClientError::EmptyName { what: "snapshot" })));
+    }
+
+    #[test]
+    fn networks_encode_like_vms() {
+        assert_eq!(network("lan-1_a", "").unwrap(), "/v1/networks/lan-1_a");
+        assert_eq!(network("../vms", "").unwrap(), "/v1/networks/%2E%2E%2Fvms");
+        assert_eq!(network("a.b", "").unwrap(), "/v1/networks/a%2Eb");
+        assert!(matches!(network("", ""), Err(ClientError::EmptyName { what: "network" })));
     }
 }

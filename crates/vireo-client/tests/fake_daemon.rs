@@ -9,8 +9,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use vireo_api::{
-    ByteSize, DiskFormat, DiskSpec, ErrorCode, PoolSpec, PoolType, SnapshotCreate, SnapshotKind, StopRequest, VmState,
-    VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
+    ByteSize, DiskFormat, DiskSpec, ErrorCode, NetworkMode, NetworkSpec, PoolSpec, PoolType, SnapshotCreate,
+    SnapshotKind, StopRequest, VmState, VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
 };
 use vireo_client::{Client, ClientError, Endpoint};
 
@@ -368,6 +368,60 @@ async fn vm_disks_snapshots_and_save_use_their_routes() {
     assert_eq!(seen.recv().await.unwrap().path, "/v1/vms/web1/save");
     client.restore_vm("web1").await.unwrap();
     assert_eq!(seen.recv().await.unwrap().path, "/v1/vms/web1/restore");
+}
+
+const NETWORK_JSON: &str = r#"{"name":"lan","mode":"nat","bridge":"vireo-lan","subnet":"10.77.1.0/24",
+    "gateway":"10.77.1.1","dhcp_start":"10.77.1.10","dhcp_end":"10.77.1.254","vlan":null,
+    "leases":[{"mac":"52:54:00:00:00:01","ip":"10.77.1.10","vm":"web1","hostname":"web1",
+    "expires_at":"2025-01-01T01:00:00Z"}],"used_by":["web1"]}"#;
+
+/// The answer of the real daemon's network routes, by method and path.
+fn network_answer(seen: &Seen) -> (u16, String) {
+    match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", "/v1/networks") => (200, format!("[{NETWORK_JSON}]")),
+        ("POST", "/v1/networks") => (201, NETWORK_JSON.into()),
+        ("GET", "/v1/networks/lan") => (200, NETWORK_JSON.into()),
+        ("DELETE", "/v1/networks/busy") => {
+            (409, r#"{"code":"in_use","message":"network busy is used by VM web1"}"#.into())
+        }
+        ("DELETE", _) => (204, String::new()),
+        _ => (404, r#"{"code":"not_found","message":"no such route"}"#.into()),
+    }
+}
+
+#[tokio::test]
+async fn networks_use_their_routes() {
+    let (_dir, socket, mut seen) = routing_daemon(network_answer);
+    let client = Client::new(Endpoint::Unix(socket));
+
+    let spec = NetworkSpec {
+        name: "lan".into(),
+        mode: NetworkMode::Nat,
+        subnet: Some("10.77.1.0/24".into()),
+        bridge: None,
+        vlan: None,
+    };
+    let network = client.create_network(&spec).await.unwrap();
+    assert_eq!((network.bridge.as_str(), network.gateway.as_deref()), ("vireo-lan", Some("10.77.1.1")));
+    let request = seen.recv().await.unwrap();
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/v1/networks"));
+    assert_eq!(json_body(&request), serde_json::json!({"name": "lan", "mode": "nat", "subnet": "10.77.1.0/24"}));
+
+    let networks = client.list_networks().await.unwrap();
+    assert_eq!(networks[0].leases[0].vm.as_deref(), Some("web1"));
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/networks");
+    assert_eq!(client.get_network("lan").await.unwrap().used_by, ["web1"]);
+    assert_eq!(seen.recv().await.unwrap().path, "/v1/networks/lan");
+
+    client.delete_network("a/../b").await.unwrap();
+    let request = seen.recv().await.unwrap();
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("DELETE", "/v1/networks/a%2F%2E%2E%2Fb"));
+    let err = client.delete_network("busy").await.unwrap_err();
+    assert_eq!(err.api().map(|e| e.code), Some(ErrorCode::InUse));
+    assert_eq!(err.to_string(), "network busy is used by VM web1");
+
+    let err = client.get_network("").await.unwrap_err();
+    assert_eq!(err.to_string(), "a network name must not be empty");
 }
 
 /// How a scripted NDJSON answer is framed.

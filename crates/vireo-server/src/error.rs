@@ -45,6 +45,8 @@ pub enum ServerError {
     Unsupported(String),
     #[error("cannot {action}")]
     Storage { action: String, source: vireo_storage::StorageError },
+    #[error("cannot {action}")]
+    Network { action: String, source: vireo_net::NetError },
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -100,6 +102,7 @@ impl ServerError {
             ServerError::InUse { .. } => ErrorCode::InUse,
             ServerError::Unsupported(_) => ErrorCode::Unsupported,
             ServerError::Storage { source, .. } => storage_code(source),
+            ServerError::Network { .. } => ErrorCode::NetworkFailed,
             ServerError::Store(StoreError::NotFound(_)) => ErrorCode::VmNotFound,
             ServerError::Store(StoreError::Exists(_)) => ErrorCode::VmExists,
             ServerError::Io { .. } | ServerError::Internal(_) | ServerError::Store(_) => ErrorCode::Internal,

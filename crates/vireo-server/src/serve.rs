@@ -23,6 +23,8 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub socket: PathBuf,
     pub listen: Option<SocketAddr>,
+    /// Create the `default` NAT network on first start (when running as root).
+    pub default_network: bool,
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
@@ -34,12 +36,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let store = SqliteStore::open(&opts.data_dir.join("vireo.db"))?;
     let token = ApiToken::load_or_create(&opts.data_dir)?;
     let qemu_binary = vireo_qemu::find_qemu_binary()?;
-    let vms_dir = opts.data_dir.join("vms");
-    create_private_dir(&vms_dir)?;
-    let manager = VmManager::new(Arc::new(store), qemu_binary, vireo_qemu::gather_accel_facts(), vms_dir);
+    create_private_dir(&opts.data_dir.join("vms"))?;
+    let manager = VmManager::new(Arc::new(store), qemu_binary, vireo_qemu::gather_accel_facts(), &opts.data_dir);
     let default_pool = opts.data_dir.join("pools").join(crate::manager::DEFAULT_POOL);
     manager.ensure_default_pool(default_pool).await.map_err(|e| anyhow::anyhow!(e.message()))?;
     manager.remove_storage_leftovers().await.map_err(|e| anyhow::anyhow!(e.message()))?;
+    manager.restore_networks().await.map_err(|e| anyhow::anyhow!(e.message()))?;
+    if opts.default_network
+        && nix::unistd::geteuid().is_root()
+        && let Err(err) = manager.ensure_default_network().await
+    {
+        tracing::warn!(error = %err.message(), "cannot create the default network; VMs can still use other networks");
+    }
     manager.recover().await.map_err(|e| anyhow::anyhow!(e.message()))?;
 
     let app = router(AppState { manager });

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use vireo_api::{Accel, ByteSize, DiskFormat, PoolType};
+use vireo_api::{Accel, ByteSize, DiskFormat, NetworkMode, PoolType};
 
 #[derive(Debug, Parser)]
 #[command(name = "vireo", version, about = "Run KVM/QEMU virtual machines: the daemon (`vireo serve`) and its client")]
@@ -45,6 +45,9 @@ pub enum Command {
     /// Take, list and revert VM snapshots
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Manage virtual networks: NAT, isolated, or a host bridge
+    #[command(subcommand)]
+    Net(NetCommand),
     /// Inspect the host the daemon runs on
     #[command(subcommand)]
     Host(HostCommand),
@@ -63,6 +66,9 @@ pub struct ServeArgs {
     /// Also serve the API over TCP on ADDR:PORT (bearer token required)
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+    /// Do not create the `default` NAT network (bridge, dnsmasq, nftables) on first start
+    #[arg(long)]
+    pub no_default_network: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +304,64 @@ pub enum SnapshotCommand {
     Delete { vm: String, name: String },
 }
 
+/// `--vlan` is taken as text and read by the command, so that a bad tag is reported
+/// like other bad values (exit 1, naming the flag) rather than as a usage error.
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Define a network and set up its host side
+    Create {
+        /// The network's name: letters, digits, '-' and '_'
+        name: String,
+        /// How the network reaches the world
+        #[arg(long, value_enum, default_value_t = NetworkModeArg::Nat)]
+        mode: NetworkModeArg,
+        /// IPv4 subnet of a nat or isolated network, e.g. 10.77.1.0/24 [default: a free one]
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+        /// The existing host bridge of a bridge network
+        #[arg(long, value_name = "BRIDGE")]
+        bridge: Option<String>,
+        /// VLAN tag (1-4094) for the NICs of a bridge network
+        #[arg(long, value_name = "ID")]
+        vlan: Option<String>,
+    },
+    /// List networks
+    #[command(alias = "ls")]
+    List {
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Show one network with its DHCP leases
+    Show {
+        name: String,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Delete a network no VM has a NIC on
+    #[command(alias = "rm")]
+    Delete { name: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NetworkModeArg {
+    /// A bridge of its own with DHCP, and NAT to the host's uplinks
+    Nat,
+    /// A bridge of its own with DHCP and no way out
+    Isolated,
+    /// NICs join an existing host bridge (--bridge), optionally on a VLAN
+    Bridge,
+}
+
+impl From<NetworkModeArg> for NetworkMode {
+    fn from(mode: NetworkModeArg) -> Self {
+        match mode {
+            NetworkModeArg::Nat => NetworkMode::Nat,
+            NetworkModeArg::Isolated => NetworkMode::Isolated,
+            NetworkModeArg::Bridge => NetworkMode::Bridge,
+        }
+    }
+}
+
 /// Spec flags are taken as text and checked by `spec_args`, so that a bad value is
 /// reported like any spec error (exit 1, naming the flag) rather than as a usage error.
 #[derive(Debug, Args)]
@@ -437,6 +501,25 @@ mod tests {
         let cli = Cli::try_parse_from(["vireo", "snapshot", "create", "web1", "s1", "--disk-only"]).unwrap();
         assert!(matches!(cli.command, Command::Snapshot(SnapshotCommand::Create { disk_only: true, .. })));
         assert!(Cli::try_parse_from(["vireo", "snapshot", "revert", "web1"]).is_err(), "needs the snapshot");
+    }
+
+    #[test]
+    fn net_commands_parse() {
+        let cli = Cli::try_parse_from(["vireo", "net", "create", "lan"]).unwrap();
+        let Command::Net(NetCommand::Create { name, mode, subnet, bridge, vlan }) = cli.command else { panic!() };
+        assert_eq!((name.as_str(), mode, subnet, bridge, vlan), ("lan", NetworkModeArg::Nat, None, None, None));
+        let args = ["vireo", "net", "create", "up", "--mode", "bridge", "--bridge", "br0", "--vlan", "10"];
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Net(NetCommand::Create { mode, bridge, vlan, .. }) = cli.command else { panic!() };
+        assert_eq!((mode, bridge.as_deref(), vlan.as_deref()), (NetworkModeArg::Bridge, Some("br0"), Some("10")));
+        assert!(Cli::try_parse_from(["vireo", "net", "create", "lan", "--mode", "macvtap"]).is_err());
+        let cli = Cli::try_parse_from(["vireo", "net", "ls", "-o", "json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Net(NetCommand::List { output: OutputArg { format: OutputFormat::Json } })
+        ));
+        assert!(Cli::try_parse_from(["vireo", "net", "show", "lan", "-o", "json"]).is_ok());
+        assert!(Cli::try_parse_from(["vireo", "net", "rm", "lan"]).is_ok());
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::fmt;
 use std::io::Write;
 
 use serde::Serialize;
-use vireo_api::{CheckStatus, DiskAio, HostCheck, Pool, Snapshot, SnapshotKind, Vm, Volume};
+use vireo_api::{
+    CheckStatus, DiskAio, HostCheck, Lease, Network, NetworkMode, Pool, Snapshot, SnapshotKind, Vm, Volume,
+};
 use vireo_core::spec::{disk_source, path_disk_format};
 
 /// Stdout was closed by its reader: the command stops quietly.
@@ -284,6 +286,75 @@ pub fn snapshot_kind(kind: SnapshotKind) -> &'static str {
     }
 }
 
+pub fn network_mode(mode: NetworkMode) -> &'static str {
+    match mode {
+        NetworkMode::Nat => "nat",
+        NetworkMode::Isolated => "isolated",
+        NetworkMode::Bridge => "bridge",
+    }
+}
+
+/// `net list`: NAME MODE BRIDGE SUBNET GATEWAY LEASES USED-BY.
+pub fn network_table(networks: &[Network]) -> String {
+    let rows: Vec<Vec<String>> = networks
+        .iter()
+        .map(|network| {
+            vec![
+                network.name.clone(),
+                network_mode(network.mode).to_string(),
+                network.bridge.clone(),
+                or_dash(network.subnet.as_ref()),
+                or_dash(network.gateway.as_ref()),
+                network.leases.len().to_string(),
+                list_or_dash(&network.used_by),
+            ]
+        })
+        .collect();
+    table(&["NAME", "MODE", "BRIDGE", "SUBNET", "GATEWAY", "LEASES", "USED-BY"], &rows)
+}
+
+/// `net show`: the facts, then the DHCP leases as a table.
+pub fn network_details(network: &Network) -> String {
+    let dhcp_range = match (&network.dhcp_start, &network.dhcp_end) {
+        (Some(start), Some(end)) => format!("{start} - {end}"),
+        _ => "-".to_string(),
+    };
+    let mut out = key_values(&[
+        ("name".into(), network.name.clone()),
+        ("mode".into(), network_mode(network.mode).to_string()),
+        ("bridge".into(), network.bridge.clone()),
+        ("subnet".into(), or_dash(network.subnet.as_ref())),
+        ("gateway".into(), or_dash(network.gateway.as_ref())),
+        ("DHCP range".into(), dhcp_range),
+        ("VLAN".into(), or_dash(network.vlan)),
+        ("used by".into(), list_or_dash(&network.used_by)),
+    ]);
+    out.push('\n');
+    if network.leases.is_empty() {
+        out.push_str("no leases\n");
+    } else {
+        out.push_str(&lease_table(&network.leases));
+    }
+    out
+}
+
+/// MAC IP VM HOSTNAME EXPIRES.
+fn lease_table(leases: &[Lease]) -> String {
+    let rows: Vec<Vec<String>> = leases
+        .iter()
+        .map(|lease| {
+            vec![
+                lease.mac.clone(),
+                lease.ip.clone(),
+                or_dash(lease.vm.as_ref()),
+                or_dash(lease.hostname.as_ref()),
+                lease.expires_at.clone(),
+            ]
+        })
+        .collect();
+    table(&["MAC", "IP", "VM", "HOSTNAME", "EXPIRES"], &rows)
+}
+
 /// `host check`: the accelerator and why, then one row per item with fixes under the failing ones.
 pub fn host_check_report(check: &HostCheck) -> String {
     let mut out = format!("accelerator: {} ({})\n\n", check.accel, check.accel_reason);
@@ -506,6 +577,85 @@ mod tests {
              before-upgrade  full  running   2025-01-02T03:04:05Z\n\
              s2              disk  stopped   2025-01-02T03:04:05Z\n"
         );
+    }
+
+    fn network(name: &str, mode: NetworkMode, leases: Vec<Lease>, used_by: &[&str]) -> Network {
+        let managed = mode != NetworkMode::Bridge;
+        let address = |last: &str| managed.then(|| format!("10.77.1.{last}"));
+        Network {
+            name: name.into(),
+            mode,
+            bridge: if managed { "vbr-0123456789".into() } else { "br0".into() },
+            subnet: managed.then(|| "10.77.1.0/24".into()),
+            gateway: address("1"),
+            dhcp_start: address("10"),
+            dhcp_end: address("254"),
+            vlan: (!managed).then_some(42),
+            leases,
+            used_by: used_by.iter().map(|vm| vm.to_string()).collect(),
+        }
+    }
+
+    fn lease(mac: &str, ip: &str, vm: Option<&str>, hostname: Option<&str>) -> Lease {
+        Lease {
+            mac: mac.into(),
+            ip: ip.into(),
+            vm: vm.map(Into::into),
+            hostname: hostname.map(Into::into),
+            expires_at: "2025-01-01T01:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn networks_list_mode_subnet_and_users() {
+        let leases = vec![lease("52:54:00:00:00:01", "10.77.1.10", Some("web1"), None)];
+        let networks = [
+            network("default", NetworkMode::Nat, leases, &["web1", "db"]),
+            network("lan", NetworkMode::Bridge, Vec::new(), &[]),
+        ];
+        assert_eq!(
+            network_table(&networks),
+            "NAME     MODE    BRIDGE          SUBNET        GATEWAY    LEASES  USED-BY\n\
+             default  nat     vbr-0123456789  10.77.1.0/24  10.77.1.1  1       web1,db\n\
+             lan      bridge  br0             -             -          0       -\n"
+        );
+        assert_eq!(network_table(&[]), "NAME  MODE  BRIDGE  SUBNET  GATEWAY  LEASES  USED-BY\n");
+    }
+
+    #[test]
+    fn network_show_lists_facts_then_leases() {
+        let leases = vec![
+            lease("52:54:00:00:00:01", "10.77.1.10", Some("web1"), Some("web1")),
+            lease("52:54:00:aa:bb:cc", "10.77.1.11", None, None),
+        ];
+        assert_eq!(
+            network_details(&network("default", NetworkMode::Isolated, leases, &["web1"])),
+            "name:        default\n\
+             mode:        isolated\n\
+             bridge:      vbr-0123456789\n\
+             subnet:      10.77.1.0/24\n\
+             gateway:     10.77.1.1\n\
+             DHCP range:  10.77.1.10 - 10.77.1.254\n\
+             VLAN:        -\n\
+             used by:     web1\n\
+             \n\
+             MAC                IP          VM    HOSTNAME  EXPIRES\n\
+             52:54:00:00:00:01  10.77.1.10  web1  web1      2025-01-01T01:00:00Z\n\
+             52:54:00:aa:bb:cc  10.77.1.11  -     -         2025-01-01T01:00:00Z\n"
+        );
+        let text = network_details(&network("lan", NetworkMode::Bridge, Vec::new(), &[]));
+        for expected in ["mode:        bridge\n", "DHCP range:  -\n", "VLAN:        42\n", "\nno leases\n"] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn vms_without_a_lease_say_so() {
+        let mut shown = vm("web1", VmState::Stopped, None);
+        shown.nics[0].ip = None;
+        let text = vm_details(&shown);
+        assert!(text.contains("nic[0]:       52:54:00:00:00:01 on default (no lease)\n"), "{text}");
+        assert!(!vm_table(&[shown]).contains("52:54"), "vm list shows no NICs");
     }
 
     #[test]

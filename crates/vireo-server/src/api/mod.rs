@@ -7,6 +7,7 @@
 mod auth;
 mod console;
 mod host;
+mod networks;
 mod openapi;
 mod snapshots;
 mod storage;
@@ -64,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pools/{pool}/volumes/{volume}", get(storage::show_volume).delete(storage::delete_volume))
         .route("/v1/pools/{pool}/volumes/{volume}/clone", post(storage::clone_volume))
         .route("/v1/pools/{pool}/volumes/{volume}/resize", post(storage::resize_volume))
+        .route("/v1/networks", get(networks::list).post(networks::create))
+        .route("/v1/networks/{network}", get(networks::show).delete(networks::delete))
         .route("/v1/host/check", get(host::check))
         .route("/v1/openapi.json", get(openapi::document))
         .fallback(no_route)

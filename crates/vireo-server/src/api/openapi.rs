@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{console, host, snapshots, storage, vms};
+use super::{console, host, networks, snapshots, storage, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::{console, host, snapshots, storage, vms};
         storage::list_pools, storage::create_pool, storage::show_pool, storage::delete_pool,
         storage::list_all_volumes, storage::list_volumes, storage::create_volume, storage::import_volume,
         storage::show_volume, storage::delete_volume, storage::clone_volume, storage::resize_volume,
+        networks::list, networks::create, networks::show, networks::delete,
         host::check, document
     ),
     components(schemas(vireo_api::ErrorCode, vireo_api::VmState, vireo_api::CheckStatus)),
@@ -23,6 +24,7 @@ use super::{console, host, snapshots, storage, vms};
     security(("bearer" = [])),
     tags((name = "vms", description = "Virtual machines"), (name = "storage", description = "Storage pools and volumes"),
         (name = "snapshots", description = "VM snapshots"),
+        (name = "networks", description = "Managed virtual networks"),
         (name = "host", description = "The host"))
 )]
 pub struct ApiDoc;

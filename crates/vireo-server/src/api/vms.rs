@@ -1,5 +1,7 @@
 //! `/v1/vms`: define, inspect and drive virtual machines.
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
@@ -22,13 +24,22 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-/// The wire view of a stored record.
+/// The wire view of a stored record, without NIC addresses (see `to_wire_with_leases`).
 pub fn to_wire(record: VmRecord) -> Vm {
+    to_wire_with_leases(record, &HashMap::new())
+}
+
+/// The wire view of a stored record, with each NIC's address from the DHCP leases (by MAC).
+pub fn to_wire_with_leases(record: VmRecord, leases: &HashMap<String, Ipv4Addr>) -> Vm {
     let nics = record
         .spec
         .nics
         .iter()
-        .map(|nic| NicStatus { network: nic.network.clone(), mac: nic.mac.clone().unwrap_or_default(), ip: None })
+        .map(|nic| {
+            let mac = nic.mac.clone().unwrap_or_default();
+            let ip = leases.get(&mac).map(ToString::to_string);
+            NicStatus { network: nic.network.clone(), mac, ip }
+        })
         .collect();
     Vm {
         nics,
@@ -47,7 +58,8 @@ pub fn to_wire(record: VmRecord) -> Vm {
     responses((status = 200, description = "All defined VMs, by name", body = [Vm])))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Vm>>> {
     let records = state.manager.list().await?;
-    Ok(Json(records.into_iter().map(to_wire).collect()))
+    let leases = state.manager.leased_addresses().await?;
+    Ok(Json(records.into_iter().map(|record| to_wire_with_leases(record, &leases)).collect()))
 }
 
 #[utoipa::path(operation_id = "create_vm", post, path = "/v1/vms", tag = "vms", request_body = VmSpec,
@@ -68,7 +80,8 @@ pub async fn create(
 #[utoipa::path(operation_id = "get_vm", get, path = "/v1/vms/{name}", tag = "vms", params(("name" = String, Path)),
     responses((status = 200, body = Vm), (status = 404, body = ApiError)))]
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vm>> {
-    Ok(Json(to_wire(state.manager.get(&name).await?)))
+    let record = state.manager.get(&name).await?;
+    Ok(Json(to_wire_with_leases(record, &state.manager.leased_addresses().await?)))
 }
 
 #[utoipa::path(operation_id = "delete_vm", delete, path = "/v1/vms/{name}", tag = "vms", params(("name" = String, Path)),

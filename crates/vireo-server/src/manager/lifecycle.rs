@@ -71,7 +71,11 @@ impl VmManager {
             StartMode::Restore(file) => (Some(file.clone()), None),
             StartMode::LoadSnapshot(tag) => (None, Some(tag.clone())),
         };
-        let launch = Launch { spec: &record.spec, accel: choice.accel, disks, incoming, loadvm, nics: Vec::new() };
+        let nics = match self.open_nics(&name, &record.spec.nics).await {
+            Ok(nics) => nics,
+            Err(err) => return Err(self.fail_start(record, err, state_if_failed).await),
+        };
+        let launch = Launch { spec: &record.spec, accel: choice.accel, disks, incoming, loadvm, nics };
         let process = match vireo_qemu::spawn(&self.qemu_binary, &launch, &paths).await {
             Ok(process) => process,
             Err(source) => {

@@ -9,10 +9,12 @@
 mod disks;
 mod lifecycle;
 mod live;
+mod network;
 mod recover;
 mod snapshots;
 mod storage;
 
+pub use network::{NetworkStatus, lease_expiry};
 pub use storage::{DEFAULT_POOL, PoolStatus, VolumeStatus};
 
 use std::collections::HashMap;
@@ -35,6 +37,12 @@ pub struct VmManager {
     accel_facts: HostAccelFacts,
     /// `data_dir/vms`: one directory per VM with its sockets, pid file and logs.
     vms_dir: PathBuf,
+    /// `data_dir/networks`: one directory per network with its dnsmasq files.
+    networks_dir: PathBuf,
+    /// The dnsmasq of each nat or isolated network.
+    dnsmasqs: Mutex<HashMap<String, vireo_net::Dnsmasq>>,
+    /// Serialises network changes with the checks that guard them.
+    network_lock: tokio::sync::Mutex<()>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Serialises volume changes with the checks that guard them (is it in use? is the name free?).
     storage: tokio::sync::Mutex<()>,
@@ -68,17 +76,16 @@ fn is_regular_file(path: &Path) -> bool {
 }
 
 impl VmManager {
-    pub fn new(
-        store: Arc<dyn Store>,
-        qemu_binary: PathBuf,
-        accel_facts: HostAccelFacts,
-        vms_dir: PathBuf,
-    ) -> Arc<Self> {
+    /// A manager keeping its per-VM and per-network files under `data_dir`.
+    pub fn new(store: Arc<dyn Store>, qemu_binary: PathBuf, accel_facts: HostAccelFacts, data_dir: &Path) -> Arc<Self> {
         Arc::new(VmManager {
             store,
             qemu_binary,
             accel_facts,
-            vms_dir,
+            vms_dir: data_dir.join("vms"),
+            networks_dir: data_dir.join("networks"),
+            dnsmasqs: Mutex::default(),
+            network_lock: tokio::sync::Mutex::default(),
             slots: Mutex::default(),
             storage: tokio::sync::Mutex::default(),
         })
@@ -190,7 +197,10 @@ impl VmManager {
                 Some(Ok(mac)) => {
                     if let Some(owner) = taken.get(&mac) {
                         let reason = format!("{} is already used by VM {owner}", format_mac(mac));
-                        return Err(ServerError::InvalidSpec(SpecError { field: format!("nics[{index}].mac"), reason }));
+                        return Err(ServerError::InvalidSpec(SpecError {
+                            field: format!("nics[{index}].mac"),
+                            reason,
+                        }));
                     }
                     nic.mac = Some(format_mac(mac));
                 }

@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into client calls and output.
 
 mod host;
+mod net;
 mod pool;
 mod serve;
 mod snapshot;
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Pool(command) => pool::run(command, connection::endpoint(&cli.connection, matches)?).await,
         Command::Volume(command) => volume::run(command, connection::endpoint(&cli.connection, matches)?).await,
         Command::Snapshot(command) => snapshot::run(command, connection::endpoint(&cli.connection, matches)?).await,
+        Command::Net(command) => net::run(command, connection::endpoint(&cli.connection, matches)?).await,
         Command::Host(command) => host::run(command, connection::endpoint(&cli.connection, matches)?).await,
         Command::Completions { shell } => {
             // Generated into memory first: clap_complete panics when its writer fails.

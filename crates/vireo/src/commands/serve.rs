@@ -13,5 +13,6 @@ pub async fn run(args: ServeArgs, socket: Option<PathBuf>) -> anyhow::Result<()>
     let cwd = current_dir()?;
     let data_dir = absolute(&cwd, &args.data_dir.unwrap_or_else(default_data_dir));
     let socket = absolute(&cwd, &socket.unwrap_or_else(|| default_socket(&data_dir)));
-    vireo_server::serve(vireo_server::ServeOptions { data_dir, socket, listen: args.listen }).await
+    let default_network = !args.no_default_network;
+    vireo_server::serve(vireo_server::ServeOptions { data_dir, socket, listen: args.listen, default_network }).await
 }

@@ -62,6 +62,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub tcp: Option<SocketAddr>,
+    /// The network namespace the daemon runs in (created and deleted by the test), if any.
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -78,15 +80,48 @@ impl Daemon {
     pub fn start_with_tcp(tcp: bool) -> Daemon {
         let dir = tempfile::Builder::new().prefix("vireo-e2e-").tempdir().expect("tempdir");
         let socket = dir.path().join("vireo.sock");
-        let mut daemon = Daemon { dir, socket, tcp: tcp.then(free_tcp_port), child: None };
+        let mut daemon = Daemon { dir, socket, tcp: tcp.then(free_tcp_port), netns: None, child: None };
         daemon.spawn();
         daemon
     }
 
+    /// A daemon inside a network namespace of its own: its bridges, TAPs,
+    /// dnsmasq and nftables tables never touch the host's network, and all go
+    /// with the namespace when the test ends.
+    pub fn start_in_netns() -> Daemon {
+        let dir = tempfile::Builder::new().prefix("vireo-e2e-").tempdir().expect("tempdir");
+        let socket = dir.path().join("vireo.sock");
+        let name = format!("vireo-e2e-{}", dir.path().file_name().unwrap().to_string_lossy().replace(['.', '-'], ""));
+        let status = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
+        assert!(status.success(), "cannot create network namespace {name}");
+        // Loopback up, so the namespace behaves like a fresh host.
+        Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]).status().expect("lo up");
+        let mut daemon = Daemon { dir, socket, tcp: None, netns: Some(name), child: None };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Runs a command inside the daemon's namespace (host-side checks).
+    pub fn in_netns(&self, argv: &[&str]) -> Output {
+        let netns = self.netns.as_deref().expect("daemon runs in a namespace");
+        Command::new("ip").args(["netns", "exec", netns]).args(argv).output().expect("ip netns exec")
+    }
+
     /// Starts `vireo serve` (again) on the same data directory.
     pub fn spawn(&mut self) {
-        let mut command = Command::new(vireo_bin());
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(vireo_bin());
+                command
+            }
+            None => Command::new(vireo_bin()),
+        };
         command.arg("serve").arg("--data-dir").arg(self.dir.path()).arg("--socket").arg(&self.socket);
+        if self.netns.is_none() {
+            // Outside a namespace of its own, the daemon must not build bridges on the host.
+            command.arg("--no-default-network");
+        }
         if let Some(addr) = self.tcp {
             command.arg("--listen").arg(addr.to_string());
         }
@@ -175,6 +210,25 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
         self.kill_all_qemu();
+        self.kill_dnsmasqs();
+        if let Some(netns) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", netns]).status();
+        }
+    }
+}
+
+impl Daemon {
+    fn kill_dnsmasqs(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("networks")) else { return };
+        for entry in entries.flatten() {
+            let pid_file = entry.path().join("dnsmasq.pid");
+            if let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&*self.dir.path().to_string_lossy()) {
+                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                }
+            }
+        }
     }
 }
 
