@@ -7,7 +7,8 @@
 #       -append 'console=ttyS0 quiet'
 #
 # The guest is Debian's cloud kernel plus a gzip'd newc initramfs holding
-# busybox-static, a handful of virtio/ACPI modules and scripts/guest/init.
+# busybox-static, a handful of virtio/ACPI modules, scripts/guest/init and the
+# guest's helper scripts (power button, NIC hot-plug, DHCP) from scripts/guest/.
 # Everything comes from Debian packages (apt-get install / apt-get download).
 #
 # Output: ${VIREO_TEST_GUEST_DIR:-/var/cache/vireo/test-guest}/{vmlinuz,initramfs.img,stamp}.
@@ -32,8 +33,13 @@ guest_src=$(dirname "$script")/guest
 out=$(realpath -ms "${VIREO_TEST_GUEST_DIR:-/var/cache/vireo/test-guest}")
 meta_pkg=${VIREO_TEST_GUEST_KERNEL_META:-linux-image-cloud-amd64}
 
-[[ -f $guest_src/init && -f $guest_src/power-button && -f $guest_src/modules ]] \
-	|| die "missing guest files in $guest_src"
+for f in init power-button hotplug udhcpc.script modules; do
+	[[ -f $guest_src/$f ]] || die "missing guest file $guest_src/$f"
+done
+# Busybox applets the guest and the tests rely on (init and the helper scripts,
+# networking tests). Checked at build time: a busybox without one is an error.
+required_applets=(sh cttyhack setsid stty insmod acpid poweroff sync uevent
+	sleep mkdir rmdir cat mv rm kill awk ip ping udhcpc nc ifconfig route hostname wget)
 
 export DEBIAN_FRONTEND=noninteractive
 apt_opts=(-o DPkg::Lock::Timeout=600 -o APT::Sandbox::User=root)
@@ -215,11 +221,29 @@ while IFS= read -r applet; do
 	ln -s /bin/busybox "$stage/$applet"
 done < <("$busybox" --list-full)
 [[ -L $stage/bin/sh ]] || ln -s /bin/busybox "$stage/bin/sh"
+missing_applets=()
+for a in "${required_applets[@]}"; do
+	found=0
+	for d in bin sbin usr/bin usr/sbin; do
+		[[ -L $stage/$d/$a ]] && found=1 && break
+	done
+	((found)) || missing_applets+=("$a")
+done
+((${#missing_applets[@]} == 0)) || die "busybox $busybox_ver lacks applets: ${missing_applets[*]}"
 
 install -m 0755 "$guest_src/init" "$stage/init"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
 printf 'root:x:0:\n' >"$stage/etc/group"
+# /etc/hosts is written by /init (it holds the hostname); resolv.conf by the
+# udhcpc script. Static glibc (busybox-static) reads hosts, then DNS.
+printf 'hosts: files dns\n' >"$stage/etc/nsswitch.conf"
+: >"$stage/etc/resolv.conf"
 install -m 0755 "$guest_src/power-button" "$stage/etc/acpi/PWRF/00000080"
+rm -f "$stage/sbin/hotplug"
+install -m 0755 "$guest_src/hotplug" "$stage/sbin/hotplug"
+mkdir -p "$stage/usr/share/udhcpc" "$stage/etc/udhcpc" "$stage/run/udhcpc"
+install -m 0755 "$guest_src/udhcpc.script" "$stage/usr/share/udhcpc/default.script"
+ln -s /usr/share/udhcpc/default.script "$stage/etc/udhcpc/default.script"
 # The kernel opens /dev/console for init before /init runs (init also re-opens
 # it via devtmpfs, so a missing node only matters for messages before that).
 if [[ $(id -u) == 0 ]]; then
@@ -353,12 +377,14 @@ elif [[ -e $out ]]; then # a plain directory (older layout): move it aside once
 fi
 ln -sfn "${builds##*/}/$build_id" "$out.tmp.$$"
 mv -T "$out.tmp.$$" "$out"
-# Keep the new build and the one before it (a VM may be starting from it).
-for d in "$builds"/* "$builds"/.new.*; do
-	[[ -e $d ]] || continue
+# Keep the new build, the one before it, and every build less than a day old:
+# a VM may be starting from one (or a test may hold its resolved path), and
+# builds are rare, so this costs little space. Older ones go, as do leftover
+# .new.* directories of interrupted runs that are over a day old.
+while IFS= read -r -d '' d; do
 	case ${d##*/} in "$build_id" | "$previous") continue ;; esac
 	rm -rf "$d"
-done
+done < <(find "$builds" -mindepth 1 -maxdepth 1 -type d -mmin +1440 -print0)
 
 log "built $out: $(du -h "$out/vmlinuz" | cut -f1) vmlinuz, $(du -h "$out/initramfs.img" | cut -f1) initramfs"
 printf '%s\n' "$out"
