@@ -29,6 +29,8 @@ pub enum ErrorCode {
     SnapshotNotFound,
     /// No network of that name.
     NetworkNotFound,
+    /// The VM has no NIC with that MAC.
+    NicNotFound,
     /// A pool, volume or snapshot of that name already exists.
     AlreadyExists,
     /// The object is used by something else (a VM, a linked clone, a snapshot) and cannot go.
@@ -60,7 +62,8 @@ impl ErrorCode {
             | ErrorCode::PoolNotFound
             | ErrorCode::VolumeNotFound
             | ErrorCode::SnapshotNotFound
-            | ErrorCode::NetworkNotFound => 404,
+            | ErrorCode::NetworkNotFound
+            | ErrorCode::NicNotFound => 404,
             ErrorCode::VmExists | ErrorCode::InvalidState | ErrorCode::AlreadyExists | ErrorCode::InUse => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::InvalidSpec | ErrorCode::AccelUnavailable | ErrorCode::Unsupported => 422,

@@ -24,8 +24,8 @@ use hyper::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vireo_api::{
-    API_PREFIX, DiskSpec, HostCheck, Network, NetworkSpec, Pool, PoolSpec, Snapshot, SnapshotCreate, StopRequest, Vm,
-    VmSpec, Volume, VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
+    API_PREFIX, DiskSpec, HostCheck, Network, NetworkSpec, NicSpec, Pool, PoolSpec, Snapshot, SnapshotCreate,
+    StopRequest, Vm, VmSpec, Volume, VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
 };
 
 pub use console::{ConsoleReceiver, ConsoleSender, ConsoleStream};
@@ -175,6 +175,16 @@ impl Client {
         let (pool, volume) =
             volume.split_once('/').ok_or_else(|| ClientError::NotAVolume { text: volume.to_string() })?;
         self.call(Method::DELETE, &routes::vm_disk(name, pool, volume)?, None::<&()>).await
+    }
+
+    /// `POST /v1/vms/{name}/nics`: adds a NIC to the VM's spec, hot-plugged if it runs.
+    pub async fn attach_nic(&self, name: &str, nic: &NicSpec) -> Result<Vm, ClientError> {
+        self.call(Method::POST, &routes::vm(name, "/nics")?, Some(nic)).await
+    }
+
+    /// `DELETE /v1/vms/{name}/nics/{mac}`: removes the NIC with `mac` from the VM.
+    pub async fn detach_nic(&self, name: &str, mac: &str) -> Result<Vm, ClientError> {
+        self.call(Method::DELETE, &routes::vm_nic(name, mac)?, None::<&()>).await
     }
 
     /// `GET /v1/vms/{name}/snapshots`

@@ -12,6 +12,7 @@ pub(crate) enum Name {
     Volume,
     Snapshot,
     Network,
+    Mac,
 }
 
 impl Name {
@@ -22,6 +23,7 @@ impl Name {
             Name::Volume => "volume",
             Name::Snapshot => "snapshot",
             Name::Network => "network",
+            Name::Mac => "MAC",
         }
     }
 }
@@ -39,6 +41,11 @@ pub(crate) fn snapshot(vm_name: &str, snapshot: &str, suffix: &str) -> Result<St
 /// `/v1/vms/{vm}/disks/{pool}/{volume}`
 pub(crate) fn vm_disk(vm_name: &str, pool: &str, volume: &str) -> Result<String, ClientError> {
     vm(vm_name, &format!("/disks/{}/{}", segment(Name::Pool, pool)?, segment(Name::Volume, volume)?))
+}
+
+/// `/v1/vms/{vm}/nics/{mac}`
+pub(crate) fn vm_nic(vm_name: &str, mac: &str) -> Result<String, ClientError> {
+    vm(vm_name, &format!("/nics/{}", segment(Name::Mac, mac)?))
 }
 
 /// `/v1/pools/{pool}{suffix}`

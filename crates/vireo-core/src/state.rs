@@ -28,6 +28,7 @@ pub enum Action {
     Snapshot,
     RevertSnapshot,
     ChangeDisks,
+    ChangeNics,
 }
 
 impl Action {
@@ -46,6 +47,7 @@ impl Action {
             Action::Snapshot => "snapshot",
             Action::RevertSnapshot => "revert",
             Action::ChangeDisks => "change the disks of",
+            Action::ChangeNics => "change the NICs of",
         }
     }
 
@@ -67,7 +69,7 @@ impl Action {
             Action::Restore => &[Saved],
             // A saved VM's memory refers to its disks as they are: no snapshots, reverts or disk changes.
             Action::Snapshot | Action::RevertSnapshot => &[Stopped, Crashed, Running, Paused],
-            Action::ChangeDisks => &[Stopped, Crashed, Running, Paused],
+            Action::ChangeDisks | Action::ChangeNics => &[Stopped, Crashed, Running, Paused],
         }
     }
 }

@@ -103,6 +103,7 @@ pub enum ObjectKind {
     Volume,
     Snapshot,
     Network,
+    Nic,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -113,6 +114,7 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Volume => "volume",
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Network => "network",
+            ObjectKind::Nic => "NIC",
         })
     }
 }

@@ -8,7 +8,8 @@
 //! Hot-plug: q35's root bus (`pcie.0`) cannot hot-plug, so every VM gets
 //! [`HOTPLUG_PORTS`] `pcie-root-port`s (`hp0`…) at fixed addresses, and a disk
 //! hot-plugged by `QmpClient::attach_disk` sits on one of them. Cold-plugged disks
-//! stay on the root bus at the addresses they always had.
+//! stay on the root bus at the addresses they always had. NICs hot-plugged by
+//! `QmpClient::attach_nic` share the same ports (a port holds one device).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use crate::paths::RuntimePaths;
 
 const MIB: u64 = 1024 * 1024;
 
-/// How many `pcie-root-port`s (`hp0`…`hp3`) a VM gets for hot-plugged disks.
+/// How many `pcie-root-port`s (`hp0`…`hp3`) a VM gets for hot-plugged disks and NICs.
 ///
 /// Each port costs a PCI function (all four share slot 0x1c as one multifunction
 /// device), an ACPI hot-plug slot, and a bridge window the firmware reserves:
@@ -95,22 +96,36 @@ pub struct Launch<'a> {
     /// order and hot-plug ports, memory, vCPUs) must be those of the saved VM, and
     /// the disks must not have been written since.
     pub incoming: Option<PathBuf>,
-    /// NICs, each backed by a TAP device the daemon opened.
+    /// NICs, each on a TAP device the daemon opened or on user-mode networking.
     pub nics: Vec<NicAttachment>,
 }
 
-/// A NIC as QEMU gets it: a virtio-net device on a TAP device the daemon opened
-/// (and attached to its bridge), plus vhost-net where the host has it.
+/// A NIC as QEMU gets it: a virtio-net device with id `id` and a netdev of the
+/// same id, on the given backend.
 #[derive(Debug)]
 pub struct NicAttachment {
     /// QEMU id of the netdev and the device.
     pub id: String,
     pub mac: String,
-    pub tap: OwnedFd,
-    pub vhost: Option<OwnedFd>,
+    pub backend: NicBackend,
+    /// `Some(n)`: the device sits on hot-plug port `hp<n>` rather than on the root bus;
+    /// the same rules as [`DiskAttachment::hotplug_port`] (a NIC that was hot-plugged
+    /// must get its port again when the VM starts from saved state).
+    pub hotplug_port: Option<u32>,
 }
 
-/// The descriptor numbers QEMU inherits for one NIC.
+/// Where a NIC's frames go.
+#[derive(Debug)]
+pub enum NicBackend {
+    /// A TAP device the daemon opened (and attached to its bridge), plus
+    /// vhost-net where the host has it.
+    Tap { tap: OwnedFd, vhost: Option<OwnedFd> },
+    /// QEMU's own user-mode NAT (`-netdev user,restrict=off`): no host device, no
+    /// privileges; the guest gets 10.0.2.15 from QEMU's DHCP, 10.0.2.2 is the host.
+    User,
+}
+
+/// The descriptor numbers QEMU inherits for one TAP NIC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NicFds {
     pub tap: i32,
@@ -118,8 +133,24 @@ pub struct NicFds {
 }
 
 impl NicAttachment {
-    pub fn fds(&self) -> NicFds {
-        NicFds { tap: self.tap.as_raw_fd(), vhost: self.vhost.as_ref().map(AsRawFd::as_raw_fd) }
+    /// A NIC on a TAP device (and vhost-net), on the root bus.
+    pub fn tap(id: impl Into<String>, mac: impl Into<String>, tap: OwnedFd, vhost: Option<OwnedFd>) -> Self {
+        NicAttachment { id: id.into(), mac: mac.into(), backend: NicBackend::Tap { tap, vhost }, hotplug_port: None }
+    }
+
+    /// A NIC on QEMU's user-mode networking, on the root bus.
+    pub fn user(id: impl Into<String>, mac: impl Into<String>) -> Self {
+        NicAttachment { id: id.into(), mac: mac.into(), backend: NicBackend::User, hotplug_port: None }
+    }
+
+    /// The descriptors of a TAP NIC; `None` for user-mode networking.
+    pub fn fds(&self) -> Option<NicFds> {
+        match &self.backend {
+            NicBackend::Tap { tap, vhost } => {
+                Some(NicFds { tap: tap.as_raw_fd(), vhost: vhost.as_ref().map(AsRawFd::as_raw_fd) })
+            }
+            NicBackend::User => None,
+        }
     }
 }
 
@@ -147,8 +178,9 @@ pub struct LaunchConfig<'a> {
     pub console_fd: i32,
     /// The state file (`Launch::incoming`), opened read-only and inherited.
     pub incoming_fd: Option<i32>,
-    /// Inherited descriptors of `launch.nics`, in the same order.
-    pub nic_fds: Vec<NicFds>,
+    /// Inherited descriptors of `launch.nics`, one entry per NIC in the same order
+    /// (`None` for user-mode NICs). A TAP NIC without an entry uses its own descriptors' numbers.
+    pub nic_fds: Vec<Option<NicFds>>,
 }
 
 /// The arguments of `qemu-system-x86_64` (without the binary itself).
@@ -254,15 +286,55 @@ fn disk_args(argv: &mut Args, spec: &VmSpec, disks: &[DiskAttachment]) {
     }
 }
 
-/// A TAP netdev and a virtio-net device per NIC.
-fn nic_args(argv: &mut Args, nics: &[NicAttachment], fds: &[NicFds]) {
-    for (nic, fds) in nics.iter().zip(fds) {
-        let mut netdev = format!("tap,id={},fd={}", nic.id, fds.tap);
-        if let Some(vhost) = fds.vhost {
-            netdev.push_str(&format!(",vhost=on,vhostfd={vhost}"));
-        }
+/// A netdev (TAP or user-mode) and a virtio-net device per NIC.
+fn nic_args(argv: &mut Args, nics: &[NicAttachment], fds: &[Option<NicFds>]) {
+    for (index, nic) in nics.iter().enumerate() {
+        let netdev = match &nic.backend {
+            NicBackend::Tap { .. } => {
+                let Some(fds) = fds.get(index).copied().flatten().or_else(|| nic.fds()) else { continue };
+                let mut netdev = format!("tap,id={},fd={}", nic.id, fds.tap);
+                if let Some(vhost) = fds.vhost {
+                    netdev.push_str(&format!(",vhost=on,vhostfd={vhost}"));
+                }
+                netdev
+            }
+            NicBackend::User => format!("user,id={},restrict=off", nic.id),
+        };
         argv.push2("-netdev", netdev);
-        argv.push2("-device", format!("virtio-net-pci,netdev={id},id={id},mac={}", nic.mac, id = nic.id));
+        argv.push2("-device", VirtioNetDevice::new(nic, nic.hotplug_port).to_opts());
+    }
+}
+
+/// A NIC's virtio device: `-device` options at start, the arguments of QMP
+/// `device_add` when hot-plugged (serialized).
+#[derive(Clone, Debug, Serialize)]
+pub struct VirtioNetDevice {
+    pub driver: &'static str,
+    pub netdev: String,
+    pub id: String,
+    pub mac: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+}
+
+impl VirtioNetDevice {
+    pub fn new(nic: &NicAttachment, hotplug_port: Option<u32>) -> Self {
+        VirtioNetDevice {
+            driver: "virtio-net-pci",
+            netdev: nic.id.clone(),
+            id: nic.id.clone(),
+            mac: nic.mac.clone(),
+            bus: hotplug_port.map(hotplug_port_id),
+        }
+    }
+
+    /// `driver,key=value,…` for `-device`.
+    pub fn to_opts(&self) -> String {
+        let mut opts = format!("{},netdev={},id={},mac={}", self.driver, self.netdev, self.id, self.mac);
+        if let Some(bus) = &self.bus {
+            opts.push_str(&format!(",bus={bus}"));
+        }
+        opts
     }
 }
 

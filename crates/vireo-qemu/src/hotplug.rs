@@ -1,4 +1,4 @@
-//! Disk hot-plug: adding a disk to a running VM and removing it again.
+//! Disk and NIC hot-plug: adding a disk or NIC to a running VM and removing it again.
 //!
 //! A hot-plugged disk gets the same two block nodes as a cold-plugged one
 //! (`argv::blockdev_nodes`) and its virtio device goes on a free hot-plug port.
@@ -14,6 +14,7 @@
 //! guest gets to it, which then shows as a late
 //! [`QemuEvent::DeviceDeleted`](crate::QemuEvent::DeviceDeleted).
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,7 +22,10 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::argv::{DiskAttachment, HOTPLUG_PORTS, VirtioBlkDevice, blockdev_nodes, hotplug_port_id};
+use crate::argv::{
+    DiskAttachment, HOTPLUG_PORTS, NicAttachment, NicBackend, VirtioBlkDevice, VirtioNetDevice, blockdev_nodes,
+    hotplug_port_id,
+};
 use crate::error::QemuError;
 use crate::qmp::{NextEvent, QmpClient, QmpCommand};
 
@@ -47,20 +51,7 @@ impl QmpClient {
         if layout.has_device(&disk.id) {
             return Err(QemuError::DeviceExists { id: disk.id.clone() });
         }
-        let port = match disk.hotplug_port {
-            Some(index) => {
-                let port = hotplug_port_id(index);
-                if !layout.free_ports().contains(&port) {
-                    return Err(QemuError::HotplugPortUnavailable { port });
-                }
-                port
-            }
-            None => layout
-                .free_ports()
-                .into_iter()
-                .next()
-                .ok_or_else(|| QemuError::NoFreeHotplugPort { id: disk.id.clone(), ports: layout.ports.len() })?,
-        };
+        let port = layout.pick_port(&disk.id, disk.hotplug_port)?;
         let (file, format) = blockdev_nodes(disk);
         self.execute(&BlockdevAdd(&file)).await?;
         if let Err(err) = self.execute(&BlockdevAdd(&format)).await {
@@ -87,12 +78,17 @@ impl QmpClient {
         if layout.has_device(id) && layout.port_of(id).is_none() {
             return Err(QemuError::NotHotUnpluggable { id: id.to_string() });
         }
+        self.unplug_device(id, deadline, timeout).await?;
+        self.remove_nodes(id).await
+    }
+
+    /// `device_del`, then waits until `deadline` for QEMU to report the device
+    /// deleted. A device that does not exist (any more) counts as deleted.
+    async fn unplug_device(&self, id: &str, deadline: Instant, timeout: Duration) -> Result<(), QemuError> {
         let mut events = self.subscribe()?;
         match self.execute(&DeviceDel { id }).await {
             Ok(_) => {}
-            Err(QemuError::QmpCommand { class, .. }) if class == "DeviceNotFound" => {
-                return self.remove_nodes(id).await;
-            }
+            Err(QemuError::QmpCommand { class, .. }) if class == "DeviceNotFound" => return Ok(()),
             Err(err) => return Err(err),
         }
         loop {
@@ -106,7 +102,7 @@ impl QmpClient {
                 NextEvent::TimedOut => return Err(QemuError::DetachTimeout { id: id.to_string(), timeout }),
             }
         }
-        self.remove_nodes(id).await
+        Ok(())
     }
 
     /// The VM's disks: (device id, image file), e.g. to find the device that holds a file.
@@ -128,6 +124,98 @@ impl QmpClient {
             })
             .collect();
         Ok(disks)
+    }
+
+    /// Hot-plugs a NIC: its netdev (for a TAP, the descriptors go to QEMU first with
+    /// `getfd` as `<id>-tap` and `<id>-vhost`), then its virtio-net device on the
+    /// hot-plug port `nic.hotplug_port` or else the first free one. Whatever it
+    /// added is removed again when a later step fails. QEMU holds its own copies
+    /// of the descriptors once this returns; `nic`'s are closed when it is dropped.
+    pub async fn attach_nic(&self, nic: NicAttachment) -> Result<(), QemuError> {
+        let layout = self.pci_layout().await?;
+        if layout.has_device(&nic.id) {
+            return Err(QemuError::DeviceExists { id: nic.id.clone() });
+        }
+        let port = layout.pick_port(&nic.id, nic.hotplug_port)?;
+        let (tap_name, vhost_name) = (tap_fdname(&nic.id), vhost_fdname(&nic.id));
+        let netdev = match &nic.backend {
+            NicBackend::Tap { tap, vhost } => {
+                self.execute_with_fd(&GetFd { fdname: &tap_name }, Some(tap.as_fd())).await?;
+                if let Some(vhost) = vhost
+                    && let Err(err) = self.execute_with_fd(&GetFd { fdname: &vhost_name }, Some(vhost.as_fd())).await
+                {
+                    self.close_fds(&[&tap_name]).await;
+                    return Err(err);
+                }
+                NetdevAdd {
+                    kind: "tap",
+                    id: &nic.id,
+                    fd: Some(&tap_name),
+                    vhost: vhost.is_some().then_some(true),
+                    vhostfd: vhost.is_some().then_some(vhost_name.as_str()),
+                    restrict: None,
+                }
+            }
+            NicBackend::User => {
+                NetdevAdd { kind: "user", id: &nic.id, fd: None, vhost: None, vhostfd: None, restrict: Some(false) }
+            }
+        };
+        if let Err(err) = self.execute(&netdev).await {
+            // netdev_add takes the named descriptors; any it did not get to are closed here.
+            self.close_fds(&[&tap_name, &vhost_name]).await;
+            return Err(err);
+        }
+        let device = VirtioNetDevice { bus: Some(port), ..VirtioNetDevice::new(&nic, None) };
+        if let Err(err) = self.execute(&DeviceAdd(&device)).await {
+            if let Err(del) = self.execute(&NetdevDel { id: &nic.id }).await {
+                tracing::warn!(id = nic.id, error = %del, "cannot remove netdev after a failed hot-plug");
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Hot-unplugs NIC `id`: asks the guest to release the device, waits (at most
+    /// `timeout`) until QEMU reports it deleted, then removes its netdev (which
+    /// closes QEMU's TAP descriptor: a non-persistent TAP then disappears). On
+    /// `DetachTimeout` the device is still attached. Calling it again is safe. A NIC
+    /// on the root bus (one the VM was started with, `hotplug_port: None`) cannot be
+    /// unplugged: `NotHotUnpluggable`.
+    pub async fn detach_nic(&self, id: &str, timeout: Duration) -> Result<(), QemuError> {
+        let deadline = Instant::now() + timeout;
+        let layout = self.pci_layout().await?;
+        if layout.has_device(id) && layout.port_of(id).is_none() {
+            return Err(QemuError::NotHotUnpluggable { id: id.to_string() });
+        }
+        self.unplug_device(id, deadline, timeout).await?;
+        match self.execute(&NetdevDel { id }).await {
+            Ok(_) => Ok(()),
+            // Already gone (an earlier call got this far).
+            Err(QemuError::QmpCommand { class, .. }) if class == "DeviceNotFound" => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The VM's NICs as QEMU has them: (device id, MAC, hot-plug port), in PCI order.
+    /// Only devices with an id (every NIC Vireo adds has one).
+    pub async fn attached_nics(&self) -> Result<Vec<(String, String, Option<u32>)>, QemuError> {
+        let layout = self.pci_layout().await?;
+        let mut nics = Vec::with_capacity(layout.nics.len());
+        for id in &layout.nics {
+            let path = format!("/machine/peripheral/{id}");
+            let mac = self.execute(&QomGet { path: &path, property: "mac" }).await?;
+            nics.push((id.clone(), mac, layout.port_of(id)));
+        }
+        Ok(nics)
+    }
+
+    /// Best effort: closes descriptors passed with `getfd` that nothing took.
+    async fn close_fds(&self, names: &[&str]) {
+        for name in names {
+            if let Err(err) = self.execute(&CloseFd { fdname: name }).await {
+                tracing::debug!(fdname = name, error = %err, "closefd after a failed hot-plug");
+            }
+        }
     }
 
     /// Deletes the format node `id` and the file node `id-file`, those that exist.
@@ -156,6 +244,15 @@ impl QmpClient {
     }
 }
 
+/// QEMU ids of a NIC's descriptors passed with `getfd`.
+fn tap_fdname(id: &str) -> String {
+    format!("{id}-tap")
+}
+
+fn vhost_fdname(id: &str) -> String {
+    format!("{id}-vhost")
+}
+
 /// `/machine/peripheral/<id>/virtio-backend` → `<id>`; devices without an id live
 /// under `/machine/peripheral-anon` and have none.
 fn device_id(qdev: &str) -> Option<&str> {
@@ -169,13 +266,15 @@ fn device_id(qdev: &str) -> Option<&str> {
 /// Which device ids exist, and what sits on each hot-plug port.
 struct PciLayout {
     ids: Vec<String>,
+    /// Ids of the network controllers (PCI class 0x0200).
+    nics: Vec<String>,
     /// (port id, ids of the devices on it), for the hot-plug ports QEMU has.
     ports: Vec<(String, Vec<String>)>,
 }
 
 impl PciLayout {
     fn new(buses: &[PciBusInfo]) -> Self {
-        let mut layout = PciLayout { ids: Vec::new(), ports: Vec::new() };
+        let mut layout = PciLayout { ids: Vec::new(), nics: Vec::new(), ports: Vec::new() };
         for bus in buses {
             layout.add(&bus.devices);
         }
@@ -189,6 +288,9 @@ impl PciLayout {
         for device in devices {
             if !device.qdev_id.is_empty() {
                 self.ids.push(device.qdev_id.clone());
+                if device.class_info.as_ref().is_some_and(|info| info.class == PCI_CLASS_ETHERNET) {
+                    self.nics.push(device.qdev_id.clone());
+                }
             }
             if let Some(bridge) = &device.pci_bridge {
                 let children = bridge.devices.iter().map(|d| d.qdev_id.clone()).collect();
@@ -204,6 +306,25 @@ impl PciLayout {
 
     fn free_ports(&self) -> Vec<String> {
         self.ports.iter().filter(|(_, devices)| devices.is_empty()).map(|(port, _)| port.clone()).collect()
+    }
+
+    /// Hot-plug port `wanted` if it is free, else the first free one. Disks and NICs
+    /// both pick here, from what QEMU reports, so they never share a port.
+    fn pick_port(&self, id: &str, wanted: Option<u32>) -> Result<String, QemuError> {
+        match wanted {
+            Some(index) => {
+                let port = hotplug_port_id(index);
+                if !self.free_ports().contains(&port) {
+                    return Err(QemuError::HotplugPortUnavailable { port });
+                }
+                Ok(port)
+            }
+            None => self
+                .free_ports()
+                .into_iter()
+                .next()
+                .ok_or_else(|| QemuError::NoFreeHotplugPort { id: id.to_string(), ports: self.ports.len() }),
+        }
     }
 
     fn port_of(&self, id: &str) -> Option<u32> {
@@ -235,11 +356,73 @@ impl QmpCommand for BlockdevDel<'_> {
 
 #[derive(Serialize)]
 #[serde(transparent)]
-struct DeviceAdd<'a>(&'a VirtioBlkDevice);
+struct DeviceAdd<'a, T: Serialize>(&'a T);
 
-impl QmpCommand for DeviceAdd<'_> {
+impl<T: Serialize> QmpCommand for DeviceAdd<'_, T> {
     const NAME: &'static str = "device_add";
     type Reply = IgnoredAny;
+}
+
+/// `getfd`: the descriptor comes with the command (SCM_RIGHTS).
+#[derive(Serialize)]
+struct GetFd<'a> {
+    fdname: &'a str,
+}
+
+impl QmpCommand for GetFd<'_> {
+    const NAME: &'static str = "getfd";
+    type Reply = IgnoredAny;
+}
+
+#[derive(Serialize)]
+struct CloseFd<'a> {
+    fdname: &'a str,
+}
+
+impl QmpCommand for CloseFd<'_> {
+    const NAME: &'static str = "closefd";
+    type Reply = IgnoredAny;
+}
+
+#[derive(Serialize)]
+struct NetdevAdd<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vhost: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vhostfd: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restrict: Option<bool>,
+}
+
+impl QmpCommand for NetdevAdd<'_> {
+    const NAME: &'static str = "netdev_add";
+    type Reply = IgnoredAny;
+}
+
+#[derive(Serialize)]
+struct NetdevDel<'a> {
+    id: &'a str,
+}
+
+impl QmpCommand for NetdevDel<'_> {
+    const NAME: &'static str = "netdev_del";
+    type Reply = IgnoredAny;
+}
+
+#[derive(Serialize)]
+struct QomGet<'a> {
+    path: &'a str,
+    property: &'a str,
+}
+
+impl QmpCommand for QomGet<'_> {
+    const NAME: &'static str = "qom-get";
+    type Reply = String;
 }
 
 #[derive(Serialize)]
@@ -270,7 +453,16 @@ struct PciBusInfo {
 struct PciDeviceInfo {
     #[serde(default)]
     qdev_id: String,
+    class_info: Option<PciClassInfo>,
     pci_bridge: Option<PciBridgeInfo>,
+}
+
+/// PCI class code (base class and subclass) of an Ethernet controller.
+const PCI_CLASS_ETHERNET: u32 = 0x0200;
+
+#[derive(Deserialize)]
+struct PciClassInfo {
+    class: u32,
 }
 
 #[derive(Deserialize)]
@@ -337,6 +529,8 @@ mod tests {
             {"qdev_id": "hp0", "pci_bridge": {"bus": {}, "devices": []}},
             {"qdev_id": "hp2", "pci_bridge": {"bus": {}}},
             {"qdev_id": "other-bridge", "pci_bridge": {"bus": {}, "devices": [{"qdev_id": "nic0"}]}},
+            {"qdev_id": "hp3", "pci_bridge": {"bus": {}, "devices": [
+                {"qdev_id": "net1", "class_info": {"class": 512, "desc": "Ethernet controller"}}]}},
         ]}]))
         .unwrap();
         let layout = PciLayout::new(&buses);
@@ -346,5 +540,10 @@ mod tests {
         assert_eq!(layout.port_of("disk2"), Some(1));
         assert_eq!(layout.port_of("disk0"), None);
         assert_eq!(layout.port_of("nic0"), None);
+        assert_eq!(layout.nics, ["net1"]);
+        assert_eq!(layout.port_of("net1"), Some(3));
+        assert_eq!(layout.pick_port("x", None).unwrap(), "hp0");
+        assert_eq!(layout.pick_port("x", Some(2)).unwrap(), "hp2");
+        assert!(matches!(layout.pick_port("x", Some(3)), Err(QemuError::HotplugPortUnavailable { .. })));
     }
 }

@@ -18,7 +18,7 @@ pub mod qmp;
 mod save;
 mod snapshot;
 
-pub use argv::{DiskAttachment, HOTPLUG_PORTS, Launch, LaunchConfig, NicAttachment, NicFds, build_argv};
+pub use argv::{DiskAttachment, HOTPLUG_PORTS, Launch, LaunchConfig, NicAttachment, NicBackend, NicFds, build_argv};
 pub use error::QemuError;
 pub use host::{find_qemu_binary, gather_accel_facts, host_check};
 pub use hotplug::AttachedDisk;

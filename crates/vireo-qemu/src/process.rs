@@ -66,9 +66,9 @@ pub async fn spawn(binary: &Path, launch: &Launch<'_>, paths: &RuntimePaths) -> 
     let qmp_log = QmpLog::open(&paths.qmp_log())?;
     let (qmp_fd, console_fd) = (sockets.qmp_listener.as_raw_fd(), sockets.console_listener.as_raw_fd());
     let incoming_fd = incoming.as_ref().map(AsRawFd::as_raw_fd);
-    let nic_fds: Vec<NicFds> = launch.nics.iter().map(NicAttachment::fds).collect();
+    let nic_fds: Vec<Option<NicFds>> = launch.nics.iter().map(NicAttachment::fds).collect();
     let argv = build_argv(&LaunchConfig { launch, paths, qmp_fd, console_fd, incoming_fd, nic_fds: nic_fds.clone() });
-    let nic_inherit = nic_fds.iter().flat_map(|fds| std::iter::once(fds.tap).chain(fds.vhost));
+    let nic_inherit = nic_fds.iter().flatten().flat_map(|fds| std::iter::once(fds.tap).chain(fds.vhost));
     let inherit: Vec<i32> = [qmp_fd, console_fd].into_iter().chain(incoming_fd).chain(nic_inherit).collect();
     let child = start_qemu(binary, &argv, paths, &inherit)?;
     // Should this future be dropped half-way, the paused QEMU must not stay behind.

@@ -16,17 +16,20 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{IoSlice, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -239,11 +242,21 @@ impl QmpClient {
 
     /// Sends one command and waits (at most the command timeout) for its reply.
     pub async fn execute<C: QmpCommand>(&self, command: &C) -> Result<C::Reply, QemuError> {
+        self.execute_with_fd(command, None).await
+    }
+
+    /// Sends one command with a descriptor attached (SCM_RIGHTS on the command's
+    /// first byte), as `getfd` and `add-fd` expect; otherwise as [`Self::execute`].
+    pub(crate) async fn execute_with_fd<C: QmpCommand>(
+        &self,
+        command: &C,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<C::Reply, QemuError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let request = serde_json::json!({ "execute": C::NAME, "arguments": command, "id": id });
         let reply = self.register(id)?;
         let exchange = async {
-            self.send(&request).await?;
+            self.send(&request, fd).await?;
             // The reader drops the sender when the connection closes.
             reply.await.map_err(|_| QemuError::QmpClosed)
         };
@@ -310,16 +323,41 @@ impl QmpClient {
         lock(&self.inner.pending).waiting.remove(&id);
     }
 
-    async fn send(&self, request: &Value) -> Result<(), QemuError> {
+    /// Writes one command line. The writer lock keeps messages whole: a command
+    /// with a descriptor goes out under the same lock as every other.
+    async fn send(&self, request: &Value, fd: Option<BorrowedFd<'_>>) -> Result<(), QemuError> {
         let mut line = request.to_string();
         line.push('\n');
         let mut writer = self.inner.writer.lock().await;
         self.inner.log.record(Direction::Out, request);
-        writer.write_all(line.as_bytes()).await.map_err(|err| match err.kind() {
-            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => QemuError::QmpClosed,
-            _ => QemuError::QmpIo(err),
-        })
+        let mut bytes = line.as_bytes();
+        if let Some(fd) = fd {
+            let sent = send_with_fd(writer.as_ref(), bytes, fd).await.map_err(io_error)?;
+            bytes = &bytes[sent..];
+        }
+        writer.write_all(bytes).await.map_err(io_error)
     }
+}
+
+fn io_error(err: std::io::Error) -> QemuError {
+    match err.kind() {
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => QemuError::QmpClosed,
+        _ => QemuError::QmpIo(err),
+    }
+}
+
+/// One `sendmsg` of (a first part of) `bytes` with `fd` as SCM_RIGHTS; returns how
+/// many bytes went out (at least one, which carries the descriptor).
+async fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: BorrowedFd<'_>) -> std::io::Result<usize> {
+    let fds = [fd];
+    stream
+        .async_io(Interest::WRITABLE, || {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            control.push(SendAncillaryMessage::ScmRights(&fds));
+            sendmsg(stream, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL).map_err(std::io::Error::from)
+        })
+        .await
 }
 
 fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use vireo_api::{Accel, VmSpec};
-use vireo_qemu::{Launch, LaunchConfig, NicFds, RuntimePaths, build_argv};
+use vireo_qemu::{Launch, LaunchConfig, NicAttachment, NicFds, RuntimePaths, build_argv};
 
 fn check_golden(name: &str, spec_json: &str, accel: Accel) {
     check_golden_launch(name, spec_json, accel, |_| None);
@@ -16,8 +16,11 @@ fn check_golden_launch(name: &str, spec_json: &str, accel: Accel, adjust: impl F
     let paths = RuntimePaths::new(PathBuf::from("/run/vireo/vms/web1"));
     let mut launch = Launch::with_path_disks(&spec, accel);
     let incoming_fd = adjust(&mut launch);
-    let nic_fds: Vec<NicFds> =
-        (0..launch.nics.len() as i32).map(|i| NicFds { tap: 10 + 2 * i, vhost: Some(11 + 2 * i) }).collect();
+    // Fixed descriptor numbers for TAP NICs, whatever the test process has open.
+    let nic_fds: Vec<Option<NicFds>> = (0..launch.nics.len() as i32)
+        .zip(&launch.nics)
+        .map(|(i, nic)| nic.fds().map(|fds| NicFds { tap: 10 + 2 * i, vhost: fds.vhost.map(|_| 11 + 2 * i) }))
+        .collect();
     let argv =
         build_argv(&LaunchConfig { launch: &launch, paths: &paths, qmp_fd: 3, console_fd: 4, incoming_fd, nic_fds });
     // One argument per line: a diff shows exactly which argument changed.
@@ -85,13 +88,21 @@ fn nics_on_tap_devices_with_vhost() {
         // The descriptors themselves do not matter here: the argv takes its fd numbers from `nic_fds`.
         let null = || std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null"));
         for (id, mac) in [("net0", "52:54:00:12:34:56"), ("net1", "52:54:00:ab:cd:ef")] {
-            launch.nics.push(vireo_qemu::NicAttachment {
-                id: id.into(),
-                mac: mac.into(),
-                tap: null(),
-                vhost: Some(null()),
-            });
+            launch.nics.push(NicAttachment::tap(id, mac, null(), Some(null())));
         }
+        // A NIC hot-plugged before a save gets its port back; this one has no vhost-net.
+        let mut plugged = NicAttachment::tap("net2", "52:54:00:00:00:02", null(), None);
+        plugged.hotplug_port = Some(1);
+        launch.nics.push(plugged);
+        None
+    });
+}
+
+#[test]
+fn nic_on_user_mode_networking() {
+    let spec = r#"{"name": "web1", "memory": "256MiB", "boot": {"kernel": "/k/vmlinuz"}}"#;
+    check_golden_launch("argv_nic_user.txt", spec, Accel::Tcg, |launch| {
+        launch.nics.push(NicAttachment::user("net0", "52:54:00:12:34:56"));
         None
     });
 }

@@ -76,6 +76,7 @@ fn not_found_code(kind: ObjectKind) -> ErrorCode {
         ObjectKind::Volume => ErrorCode::VolumeNotFound,
         ObjectKind::Snapshot => ErrorCode::SnapshotNotFound,
         ObjectKind::Network => ErrorCode::NetworkNotFound,
+        ObjectKind::Nic => ErrorCode::NicNotFound,
     }
 }
 

@@ -124,6 +124,28 @@ pub enum VmCommand {
     /// Attach and detach disks, hot-plugging them into a running VM
     #[command(subcommand)]
     Disk(DiskCommand),
+    /// Attach and detach NICs, hot-plugging them into a running VM
+    #[command(subcommand)]
+    Nic(NicCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NicCommand {
+    /// Add a NIC on a network to the VM (and to its spec)
+    Attach {
+        /// The VM
+        vm: String,
+        /// The network, with options as for `vm create --nic`: mac=MAC, model=virtio
+        #[arg(value_name = "NETWORK[,OPTION=VALUE...]")]
+        nic: String,
+    },
+    /// Remove the NIC with this MAC from the VM (and from its spec)
+    Detach {
+        /// The VM
+        vm: String,
+        /// The NIC's MAC, as `vm show` lists it
+        mac: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

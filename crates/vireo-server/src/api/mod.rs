@@ -53,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vms/{name}/save", post(snapshots::save))
         .route("/v1/vms/{name}/restore", post(snapshots::restore))
         .route("/v1/vms/{name}/disks", post(snapshots::attach_disk))
+        .route("/v1/vms/{name}/nics", post(snapshots::attach_nic))
+        .route("/v1/vms/{name}/nics/{mac}", delete(snapshots::detach_nic))
         .route("/v1/vms/{name}/disks/{pool}/{volume}", delete(snapshots::detach_disk))
         .route("/v1/vms/{name}/snapshots", get(snapshots::list).post(snapshots::create))
         .route("/v1/vms/{name}/snapshots/{snapshot}", delete(snapshots::delete))

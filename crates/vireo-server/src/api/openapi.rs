@@ -11,7 +11,7 @@ use super::{console, host, networks, snapshots, storage, vms};
     paths(
         vms::list, vms::create, vms::show, vms::delete, vms::start, vms::stop, vms::pause,
         vms::resume, vms::restart, vms::logs, console::attach, snapshots::save, snapshots::restore,
-        snapshots::attach_disk, snapshots::detach_disk,
+        snapshots::attach_disk, snapshots::detach_disk, snapshots::attach_nic, snapshots::detach_nic,
         snapshots::list, snapshots::create, snapshots::revert, snapshots::delete,
         storage::list_pools, storage::create_pool, storage::show_pool, storage::delete_pool,
         storage::list_all_volumes, storage::list_volumes, storage::create_volume, storage::import_volume,

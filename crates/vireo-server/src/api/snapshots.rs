@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use vireo_api::{ApiError, DiskSpec, Snapshot, SnapshotCreate, Vm};
+use vireo_api::{ApiError, DiskSpec, NicSpec, Snapshot, SnapshotCreate, Vm};
 use vireo_core::SnapshotRecord;
 
 use super::vms::to_wire;
@@ -91,6 +91,30 @@ pub async fn detach_disk(
     Path((name, pool, volume)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Vm>> {
     Ok(Json(to_wire(state.manager.detach_disk(&name, &format!("{pool}/{volume}")).await?)))
+}
+
+#[utoipa::path(operation_id = "attach_nic", post, path = "/v1/vms/{name}/nics", tag = "vms",
+    params(("name" = String, Path)), request_body = NicSpec,
+    responses((status = 200, description = "Hot-plugged if the VM runs (the guest gets a new ethN), and kept in its spec", body = Vm),
+        (status = 409, body = ApiError), (status = 422, body = ApiError)))]
+pub async fn attach_nic(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Vm>> {
+    let nic: NicSpec = json_body(body)?;
+    Ok(Json(to_wire(state.manager.attach_nic(&name, nic).await?)))
+}
+
+#[utoipa::path(operation_id = "detach_nic", delete, path = "/v1/vms/{name}/nics/{mac}", tag = "vms",
+    params(("name" = String, Path), ("mac" = String, Path)),
+    responses((status = 200, description = "Unplugged (the guest must release it) and dropped from the spec", body = Vm),
+        (status = 404, body = ApiError), (status = 422, description = "A NIC present at boot, on a running VM", body = ApiError)))]
+pub async fn detach_nic(
+    State(state): State<AppState>,
+    Path((name, mac)): Path<(String, String)>,
+) -> ApiResult<Json<Vm>> {
+    Ok(Json(to_wire(state.manager.detach_nic(&name, &mac).await?)))
 }
 
 #[utoipa::path(operation_id = "save_vm", post, path = "/v1/vms/{name}/save", tag = "vms", params(("name" = String, Path)),

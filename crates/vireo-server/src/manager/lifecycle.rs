@@ -71,7 +71,7 @@ impl VmManager {
             StartMode::Restore(file) => (Some(file.clone()), None),
             StartMode::LoadSnapshot(tag) => (None, Some(tag.clone())),
         };
-        let nics = match self.open_nics(&name, &record.spec.nics).await {
+        let nics = match self.open_nics(&name, &record.spec.nics, &record.disk_ports).await {
             Ok(nics) => nics,
             Err(err) => return Err(self.fail_start(record, err, state_if_failed).await),
         };

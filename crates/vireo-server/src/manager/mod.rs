@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use vireo_api::{VmSpec, VmState};
+use vireo_api::{NicSpec, VmSpec, VmState};
 use vireo_core::spec::{format_mac, parse_mac};
 use vireo_core::state::check_action;
 use vireo_core::{Action, DiskPorts, HostAccelFacts, SpecError, Store, StoreError, VmRecord, validate_spec};
@@ -120,7 +120,8 @@ impl VmManager {
         // and no other create can take the MACs given out here.
         let _storage = self.storage.lock().await;
         validate_spec(&spec, &self.host_view().await?)?;
-        self.assign_macs(&mut spec).await?;
+        let name = spec.name.clone();
+        self.assign_macs(&mut spec.nics, 0, &name).await?;
         let now = now_ms();
         let mut record = VmRecord {
             name: spec.name.clone(),
@@ -183,7 +184,13 @@ impl VmManager {
 
 impl VmManager {
     /// Gives every NIC without a MAC a fresh one, and checks given ones are unique on this host.
-    async fn assign_macs(&self, spec: &mut VmSpec) -> Result<(), ServerError> {
+    /// `nics` are new NICs of VM `vm`, the first being its NIC number `first_index`.
+    pub(super) async fn assign_macs(
+        &self,
+        nics: &mut [NicSpec],
+        first_index: usize,
+        vm: &str,
+    ) -> Result<(), ServerError> {
         let mut taken: HashMap<[u8; 6], String> = HashMap::new();
         for vm in self.store.list_vms().await? {
             for nic in &vm.spec.nics {
@@ -192,7 +199,8 @@ impl VmManager {
                 }
             }
         }
-        for (index, nic) in spec.nics.iter_mut().enumerate() {
+        for (offset, nic) in nics.iter_mut().enumerate() {
+            let index = first_index + offset;
             match nic.mac.as_deref().map(parse_mac) {
                 Some(Ok(mac)) => {
                     if let Some(owner) = taken.get(&mac) {
@@ -209,7 +217,7 @@ impl VmManager {
                 }
                 None => {
                     let mac = fresh_mac(&taken)?;
-                    taken.insert(mac, spec.name.clone());
+                    taken.insert(mac, vm.to_string());
                     nic.mac = Some(format_mac(mac));
                 }
             }

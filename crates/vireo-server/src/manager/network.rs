@@ -7,15 +7,15 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use vireo_api::{NetworkMode, NetworkSpec, NicSpec, VmSpec};
-use vireo_core::spec::validate_name;
-use vireo_core::{NetworkRecord, ObjectKind, SpecError};
+use vireo_core::spec::{format_mac, parse_mac, validate_name, validate_nics};
+use vireo_core::{Action, DiskPorts, NetworkRecord, ObjectKind, SpecError, VmRecord};
 use vireo_net::{
     DefaultRoute, Dnsmasq, DnsmasqConfig, Forwarding, Ipv4Subnet, Lease, Netlink, NetworkRules, VnetHdr, bridge_name,
     tap_name,
 };
 use vireo_qemu::NicAttachment;
 
-use super::{VmManager, now_ms};
+use super::{VmManager, ensure, now_ms};
 use crate::error::ServerError;
 
 /// The network every root daemon has, like libvirt's `default`.
@@ -308,36 +308,130 @@ impl VmManager {
         Ok(addresses)
     }
 
-    /// Opens a TAP on the right bridge for each NIC of a starting VM. The
-    /// daemon's copies of the descriptors close once QEMU has them, so a TAP
-    /// lives exactly as long as its QEMU.
-    pub(super) async fn open_nics(&self, vm: &str, nics: &[NicSpec]) -> Result<Vec<NicAttachment>, ServerError> {
+    /// Opens a TAP on the right bridge for each NIC of a starting VM (back on
+    /// its recorded hot-plug port, if it had one). The daemon's copies of the
+    /// descriptors close once QEMU has them, so a TAP lives exactly as long as
+    /// its QEMU. A daemon that is not root cannot make TAPs: its NICs fall back
+    /// to QEMU's user-mode networking.
+    pub(super) async fn open_nics(
+        &self,
+        vm: &str,
+        nics: &[NicSpec],
+        ports: &DiskPorts,
+    ) -> Result<Vec<NicAttachment>, ServerError> {
         if nics.is_empty() {
             return Ok(Vec::new());
         }
-        let netlink = Netlink::connect().map_err(net_error("connect to netlink".into()))?;
+        let root = nix::unistd::geteuid().is_root();
+        let netlink =
+            if root { Some(Netlink::connect().map_err(net_error("connect to netlink".into()))?) } else { None };
         let mut attachments = Vec::with_capacity(nics.len());
         for (index, nic) in nics.iter().enumerate() {
             let network = self.load_network(&nic.network).await?;
-            let tap = tap_name(vm, index);
-            let what = |step: &str| format!("{step} {tap} of VM {vm} on network {}", network.name);
-            let fd = vireo_net::open_tap(&tap, VnetHdr::On).map_err(net_error(what("open TAP")))?;
-            netlink.attach_port(&tap, &network.bridge).await.map_err(net_error(what("attach TAP")))?;
-            if let Some(vlan) = network.vlan {
-                netlink.set_access_vlan(&tap, vlan).await.map_err(net_error(what("tag TAP")))?;
-            }
             let mac =
                 nic.mac.clone().ok_or_else(|| ServerError::Internal(format!("NIC {index} of VM {vm} has no MAC")))?;
-            attachments.push(NicAttachment {
-                id: format!("net{index}"),
-                mac,
-                tap: fd,
-                vhost: vireo_net::open_vhost_net(),
-            });
+            let id = format!("net{index}");
+            let mut attachment = match &netlink {
+                Some(netlink) => {
+                    let tap = tap_name(vm, index);
+                    let what = |step: &str| format!("{step} {tap} of VM {vm} on network {}", network.name);
+                    // Without vnet headers the kernel hands the guest complete checksums: DHCP
+                    // clients that read raw packets (udhcpc, dhclient) drop replies whose UDP
+                    // checksum is left for offload, which libvirt papers over with an iptables
+                    // CHECKSUM rule that nftables has no equivalent of. vhost-net needs the
+                    // headers, so it goes too; guest throughput pays, leases arrive.
+                    let fd = vireo_net::open_tap(&tap, VnetHdr::Off).map_err(net_error(what("open TAP")))?;
+                    netlink.attach_port(&tap, &network.bridge).await.map_err(net_error(what("attach TAP")))?;
+                    if let Some(vlan) = network.vlan {
+                        netlink.set_access_vlan(&tap, vlan).await.map_err(net_error(what("tag TAP")))?;
+                    }
+                    NicAttachment::tap(id, mac.clone(), fd, None)
+                }
+                None => {
+                    tracing::warn!(vm, network = %network.name, "not root: NIC uses QEMU user-mode networking instead");
+                    NicAttachment::user(id, mac.clone())
+                }
+            };
+            attachment.hotplug_port = ports.get(&nic_port_key(&mac)).copied();
+            attachments.push(attachment);
         }
         Ok(attachments)
     }
 }
+
+/// Hot-plug ports of NICs share the map of disks' ports, under this key.
+pub(super) fn nic_port_key(mac: &str) -> String {
+    format!("nic {mac}")
+}
+
+impl VmManager {
+    /// Adds a NIC: hot-plugged into a running VM (the guest sees a new ethN), and kept in the spec.
+    pub async fn attach_nic(&self, vm: &str, mut nic: NicSpec) -> Result<VmRecord, ServerError> {
+        let slot = self.slot(vm);
+        let _job = slot.job.lock().await;
+        let _networks = self.network_lock.lock().await;
+        let mut record = self.load(vm).await?;
+        ensure(&record, Action::ChangeNics)?;
+        let index = record.spec.nics.len();
+        self.assign_macs(std::slice::from_mut(&mut nic), index, vm).await?;
+        let mut nics = record.spec.nics.clone();
+        nics.push(nic.clone());
+        validate_nics(&nics, &self.host_view().await?)?;
+        if let Some(live) = slot.live() {
+            let qemu = |action| move |source| ServerError::Qemu { name: vm.to_string(), action, source };
+            let plugged = live.qmp.attached_nics().await.map_err(qemu("list NICs"))?;
+            let id = (0..)
+                .map(|n| format!("net{n}"))
+                .find(|id| plugged.iter().all(|(used, _, _)| used != id))
+                .unwrap_or_default();
+            let mut attachment = self.open_nics(vm, std::slice::from_ref(&nic), &DiskPorts::new()).await?.remove(0);
+            attachment.id = id.clone();
+            live.qmp.attach_nic(attachment).await.map_err(qemu("hot-plug the NIC"))?;
+            let plugged = live.qmp.attached_nics().await.map_err(qemu("list NICs"))?;
+            if let (Some(port), Some(mac)) = (plugged.iter().find(|(i, _, _)| *i == id).and_then(|p| p.2), &nic.mac) {
+                record.disk_ports.insert(nic_port_key(mac), port);
+            }
+        }
+        record.spec.nics = nics;
+        record.revision = self.store.update_vm(&record).await?;
+        tracing::info!(vm, network = %nic.network, "NIC attached");
+        Ok(record)
+    }
+
+    /// Removes the NIC with `mac`: unplugged from a running VM (the guest must let go), and dropped from the spec.
+    pub async fn detach_nic(&self, vm: &str, mac: &str) -> Result<VmRecord, ServerError> {
+        let slot = self.slot(vm);
+        let _job = slot.job.lock().await;
+        let mut record = self.load(vm).await?;
+        ensure(&record, Action::ChangeNics)?;
+        let wanted = parse_mac(mac).map(format_mac).map_err(|reason| field_error("mac", reason))?;
+        let Some(index) = record.spec.nics.iter().position(|n| n.mac.as_deref() == Some(wanted.as_str())) else {
+            return Err(ServerError::NotFound { kind: ObjectKind::Nic, name: format!("{wanted} (on VM {vm})") });
+        };
+        if let Some(live) = slot.live() {
+            if !record.disk_ports.contains_key(&nic_port_key(&wanted)) {
+                return Err(ServerError::Unsupported(format!(
+                    "NIC {wanted} was plugged in when VM '{vm}' started and cannot be unplugged while it runs; \
+                     stop the VM to detach it"
+                )));
+            }
+            let qemu = |action| move |source| ServerError::Qemu { name: vm.to_string(), action, source };
+            let plugged = live.qmp.attached_nics().await.map_err(qemu("list NICs"))?;
+            let id = plugged.iter().find(|(_, m, _)| m.eq_ignore_ascii_case(&wanted)).map(|(id, _, _)| id.clone());
+            let id =
+                id.ok_or_else(|| ServerError::Unsupported(format!("NIC {wanted} is not attached to the running VM")))?;
+            live.qmp.detach_nic(&id, NIC_DETACH_TIMEOUT).await.map_err(qemu("unplug the NIC"))?;
+        }
+        record.spec.nics.remove(index);
+        record.disk_ports.remove(&nic_port_key(&wanted));
+        record.revision = self.store.update_vm(&record).await?;
+        tracing::info!(vm, mac = %wanted, "NIC detached");
+        Ok(record)
+    }
+}
+
+/// How long the guest gets to let go of a NIC being unplugged.
+const NIC_DETACH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// RFC 3339 of a lease's expiry; infinite leases have none.
 pub fn lease_expiry(lease: &Lease) -> String {

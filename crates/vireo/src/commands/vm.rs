@@ -9,7 +9,7 @@ use vireo_client::{Client, Endpoint};
 
 use vireo_core::spec::disk_source;
 
-use crate::cli::{CreateArgs, DiskCommand, OutputFormat, VmCommand};
+use crate::cli::{CreateArgs, DiskCommand, NicCommand, OutputFormat, VmCommand};
 use crate::commands::volume::volume_ref;
 use crate::output;
 use crate::paths::current_dir;
@@ -70,6 +70,17 @@ pub async fn run(command: VmCommand, endpoint: Endpoint) -> anyhow::Result<()> {
             volume_ref(&volume)?;
             let detached = client.detach_disk(&vm, &volume).await?;
             output::print(&format!("{}: detached volume {volume}\n", detached.name))
+        }
+        VmCommand::Nic(NicCommand::Attach { vm, nic }) => {
+            let nic = spec_args::parse_nic(&nic).map_err(anyhow::Error::msg)?;
+            let attached = client.attach_nic(&vm, &nic).await?;
+            let mac = attached.nics.last().map(|n| n.mac.clone()).unwrap_or_default();
+            output::print(&format!("{}: attached NIC {mac} on {}\n", attached.name, nic.network))
+        }
+        VmCommand::Nic(NicCommand::Detach { vm, mac }) => {
+            vireo_core::spec::parse_mac(&mac).map_err(anyhow::Error::msg)?;
+            let detached = client.detach_nic(&vm, &mac).await?;
+            output::print(&format!("{}: detached NIC {mac}\n", detached.name))
         }
     }
 }
