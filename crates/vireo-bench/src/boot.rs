@@ -19,7 +19,7 @@ use crate::stats::{Summary, ms};
 
 pub const MARKER: &str = "VIREO-TEST-GUEST-READY";
 /// Under TCG on a busy 2-core machine a boot takes seconds; allow plenty.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const MEMORY_MIB: u64 = 256;
 const CMDLINE: &str = "console=ttyS0 quiet";
 
@@ -282,6 +282,11 @@ pub(crate) fn summarize(
 }
 
 fn shell_words(guest: &Guest) -> String {
+    quote_command(&guest.plain_qemu_args())
+}
+
+/// `qemu-system-x86_64 ARGS…`, each argument quoted for a POSIX shell where it needs it.
+pub(crate) fn quote_command(args: &[String]) -> String {
     let quote = |arg: &str| {
         if arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c)) {
             arg.to_string()
@@ -290,7 +295,7 @@ fn shell_words(guest: &Guest) -> String {
         }
     };
     let mut words = vec!["qemu-system-x86_64".to_string()];
-    words.extend(guest.plain_qemu_args().iter().map(|a| quote(a)));
+    words.extend(args.iter().map(|a| quote(a)));
     words.join(" ")
 }
 
@@ -417,7 +422,7 @@ async fn qemu_startup(qemu: &Path, guest: &Guest, scratch: &Path) -> anyhow::Res
 }
 
 /// True once `pattern` went by; false at end of stream.
-async fn read_until(reader: &mut (impl AsyncReadExt + Unpin), pattern: &[u8]) -> std::io::Result<bool> {
+pub(crate) async fn read_until(reader: &mut (impl AsyncReadExt + Unpin), pattern: &[u8]) -> std::io::Result<bool> {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -433,7 +438,7 @@ async fn read_until(reader: &mut (impl AsyncReadExt + Unpin), pattern: &[u8]) ->
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 

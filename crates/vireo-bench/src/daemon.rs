@@ -41,6 +41,8 @@ impl PrivateDaemon {
             .arg(&data_dir)
             .arg("--socket")
             .arg(&socket)
+            // The bench runs on the host's own network namespace: no bridges, dnsmasq or nftables there.
+            .arg("--no-default-network")
             .env("VIREO_QEMU", qemu)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

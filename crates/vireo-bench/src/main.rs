@@ -4,16 +4,21 @@
 //! `vireo serve` (the release binary, a temporary data directory) driven
 //! through vireo-client and the real CLI binary. Start → marker is compared
 //! with the same guest run by plain QEMU by hand; the scale benchmark defines
-//! many VMs and times listing them. It must not reach into the daemon's
-//! internals: only the API, the CLI and what /proc says about processes.
+//! many VMs and times listing them; snapshots and save/restore through the
+//! API are compared with the same operations in raw QMP on a plain QEMU, and
+//! linked clones are timed for small and large bases. It must not reach into
+//! the daemon's internals: only the API, the CLI, what /proc says about
+//! processes, and the QMP log the daemon writes for each VM.
 //! Everything it starts (daemons, QEMUs) is stopped again, also on Ctrl-C.
 
 mod boot;
 mod daemon;
 mod machine;
 mod procfs;
+mod qmp;
 mod report;
 mod scale;
+mod snapshots;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -28,17 +33,24 @@ use crate::daemon::{PrivateDaemon, QemuReaper};
 use crate::report::Results;
 
 #[derive(Debug, Parser)]
-#[command(name = "vireo-bench", about = "Benchmark vireo: start → marker against plain QEMU, and 1000 defined VMs")]
+#[command(
+    name = "vireo-bench",
+    about = "Benchmark vireo: start → marker and snapshots/save/restore against plain QEMU, 1000 defined VMs, \
+             linked clones"
+)]
 struct Args {
-    /// Smoke test: 2 boot runs and 100 VMs (unless --runs / --vms say otherwise)
+    /// Smoke test: 2 boot runs, 100 VMs, 1 snapshot run (unless --runs / --vms / --snapshot-runs say otherwise)
     #[arg(long)]
     quick: bool,
     /// Start → marker runs of each side [default: 7, --quick: 2]
     #[arg(long, value_name = "N")]
     runs: Option<usize>,
-    /// Unrecorded warm-up pairs before the start → marker runs
+    /// Unrecorded warm-up pairs before the start → marker runs, the snapshot runs and the clone runs
     #[arg(long, value_name = "N", default_value_t = 1)]
     warmup: usize,
+    /// Runs of each snapshot, save/restore and clone measurement [default: 5, --quick: 1]
+    #[arg(long, value_name = "N")]
+    snapshot_runs: Option<usize>,
     /// VMs to define for the scale benchmark [default: 1000, --quick: 100]
     #[arg(long, value_name = "N")]
     vms: Option<usize>,
@@ -72,6 +84,7 @@ struct Args {
 enum Bench {
     Boot,
     Scale,
+    Snapshots,
 }
 
 #[tokio::main]
@@ -132,24 +145,32 @@ async fn run(args: &Args, work: &Path) -> anyhow::Result<Results> {
     let guest = Guest::in_dir(&args.guest_dir)?;
     let runs = args.runs.unwrap_or(if args.quick { 2 } else { 7 });
     let vms = args.vms.unwrap_or(if args.quick { 100 } else { 1000 });
-    measure(args, &date, &vireo, &qemu, &guest, runs, vms, work).await
+    let counts = Counts { runs, vms, snapshot_runs: args.snapshot_runs.unwrap_or(if args.quick { 1 } else { 5 }) };
+    measure(args, &date, &vireo, &qemu, &guest, counts, work).await
 }
 
-/// Both benchmarks, each with its own daemon, which is shut down (VMs force-stopped) whatever happens.
-#[allow(clippy::too_many_arguments)]
+/// How many runs and VMs each benchmark gets.
+struct Counts {
+    runs: usize,
+    vms: usize,
+    snapshot_runs: usize,
+}
+
+/// The benchmarks, each with its own daemon, which is shut down (VMs force-stopped) whatever happens.
 async fn measure(
     args: &Args,
     date: &str,
     vireo: &Path,
     qemu: &Path,
     guest: &Guest,
-    runs: usize,
-    vms: usize,
+    counts: Counts,
     work: &Path,
 ) -> anyhow::Result<Results> {
+    let Counts { runs, vms, snapshot_runs } = counts;
+    let wanted = |bench: Bench| args.only.is_none_or(|only| only == bench);
     let boot_daemon = PrivateDaemon::start(vireo, qemu, work.join("boot")).await?;
     let mut machine = machine::Machine::gather(qemu, &boot_daemon.client()).await;
-    let boot = if args.only != Some(Bench::Scale) {
+    let boot = if wanted(Bench::Boot) {
         eprintln!("vireo-bench: start → marker, {runs} runs each way after {} warm-up pair(s)", args.warmup);
         let outcome = boot::run(&boot_daemon, qemu, guest, runs, args.warmup, work).await;
         boot_daemon.shutdown().await;
@@ -158,9 +179,21 @@ async fn measure(
         boot_daemon.shutdown().await;
         None
     };
-    let scale = if args.only != Some(Bench::Boot) {
+    let scale = if wanted(Bench::Scale) {
         let daemon = PrivateDaemon::start(vireo, qemu, work.join("scale")).await?;
         let outcome = scale::run(&daemon, vireo, guest, vms, args.list_runs).await;
+        daemon.shutdown().await;
+        Some(outcome?)
+    } else {
+        None
+    };
+    let snapshots = if wanted(Bench::Snapshots) {
+        eprintln!(
+            "vireo-bench: snapshots, save/restore: {snapshot_runs} runs each way after {} warm-up run(s); clones",
+            args.warmup
+        );
+        let daemon = PrivateDaemon::start(vireo, qemu, work.join("snapshots")).await?;
+        let outcome = snapshots::run(&daemon, qemu, guest, snapshot_runs, args.warmup, work).await;
         daemon.shutdown().await;
         Some(outcome?)
     } else {
@@ -176,6 +209,7 @@ async fn measure(
         machine,
         boot,
         scale,
+        snapshots,
     })
 }
 

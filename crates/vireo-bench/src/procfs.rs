@@ -13,11 +13,21 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 
 /// User + system CPU time of all the process's threads so far (clock-tick resolution, usually 10 ms).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
+    cpu_split(pid).map(|(user, system)| user + system)
+}
+
+/// User and system CPU time of all the process's threads so far, apart.
+pub fn cpu_split(pid: u32) -> Option<(Duration, Duration)> {
     let fields = stat_fields(pid)?;
+    let per_second = sysconf(SysconfVar::CLK_TCK).ok().flatten().filter(|t| *t > 0)? as f64;
     // Fields 14 and 15 of /proc/PID/stat; `fields` starts at field 3.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let per_second = sysconf(SysconfVar::CLK_TCK).ok().flatten().filter(|t| *t > 0)? as u64;
-    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok().map(|t| Duration::from_secs_f64(t as f64 / per_second));
+    Some((ticks(11)?, ticks(12)?))
+}
+
+/// True once the process has ended: gone from /proc, or a zombie (`Z`) or dead (`X`) waiting for its parent.
+pub fn has_exited(pid: u32) -> bool {
+    stat_fields(pid).is_none_or(|fields| matches!(fields.first().map(String::as_str), Some("Z" | "X") | None))
 }
 
 /// Field 4 of /proc/PID/stat.
@@ -42,6 +52,9 @@ mod tests {
         let me = std::process::id();
         assert!(rss_kib(me).is_some_and(|kib| kib > 0));
         assert!(cpu_time(me).is_some());
+        assert!(cpu_split(me).is_some());
         assert_eq!(parent_pid(me), Some(nix::unistd::getppid().as_raw() as u32));
+        assert!(!has_exited(me));
+        assert!(has_exited(u32::MAX), "no such process");
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::boot::{BootResults, CpuMedians, SeenIn};
 use crate::machine::Machine;
 use crate::scale::ScaleResults;
+use crate::snapshots::{Op, SnapshotResults};
 use crate::stats::Summary;
 
 #[derive(Clone, Debug, Serialize)]
@@ -23,6 +24,7 @@ pub struct Results {
     pub machine: Machine,
     pub boot: Option<BootResults>,
     pub scale: Option<ScaleResults>,
+    pub snapshots: Option<SnapshotResults>,
 }
 
 /// The whole report: docs/benchmarks.md as written by `--write`.
@@ -45,6 +47,9 @@ pub fn markdown(results: &Results) -> String {
     }
     if let Some(scale) = &results.scale {
         scale_section(&mut out, scale);
+    }
+    if let Some(snapshots) = &results.snapshots {
+        snapshots_section(&mut out, snapshots);
     }
     out
 }
@@ -287,6 +292,174 @@ fn scale_section(out: &mut String, scale: &ScaleResults) {
     out.push('\n');
 }
 
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::SnapshotCreate => "snapshot create (full, running)",
+        Op::SnapshotRevert => "snapshot revert (full, running)",
+        Op::Save => "vm save",
+        Op::Restore => "vm restore",
+    }
+}
+
+fn snapshots_section(out: &mut String, snap: &SnapshotResults) {
+    let _ = write!(
+        out,
+        "## 3. Snapshots, save/restore, linked clones\n\n\
+         Section 1's guest (256 MiB, 1 vCPU, TCG) with a {disk} MiB qcow2 disk, twice, both booted to the marker \
+         first and kept up for all runs:\n\n\
+         - **vireo**: a third private daemon; the disk is a {disk} MiB qcow2 volume of the `default` pool \
+         (`POST /v1/pools/default/volumes`), the VM is section 1's spec plus that volume. Each operation is timed \
+         from just before its request to its response, through vireo-client over the Unix socket: \
+         `POST /v1/vms/{{vm}}/snapshots` (`vireo snapshot create`), `POST /v1/vms/{{vm}}/snapshots/{{name}}/revert`, \
+         `POST /v1/vms/{{vm}}/save` and `POST /v1/vms/{{vm}}/restore` (the VM running again: 200).\n\
+         - **plain QEMU**: `{plain}`, with a fresh qcow2 file from `qemu-img create -f qcow2 DISK {disk}M`, driven \
+         with raw QMP over its monitor socket by a minimal client in the bench (one command at a time, no vireo \
+         code): a `snapshot-save` job (state and disk: the disk's node) from the command to its \
+         `JOB_STATUS_CHANGE` `concluded`; a `snapshot-load` job likewise (QEMU resumes the guest itself); \
+         `migrate` to a Unix socket the bench accepts on and copies into a file with 1 MiB reads and writes, as \
+         vireo does, until `MIGRATION` `completed` and the stream's last byte is written (the bandwidth limit set \
+         to vireo's 8 GiB/s and the `events` capability on beforehand, not timed; QEMU is then quit, not timed); \
+         and the restore: a new QEMU spawned with `{restore}` added (the file inherited as descriptor M) until \
+         migration `completed` and `cont` answered.\n\n\
+         Each run does, on each side: snapshot create, revert, delete (not timed), save, restore, with a fresh \
+         snapshot name per run; the runs alternate (vireo, plain, vireo, plain, …), {warmup} unrecorded warm-up \
+         run(s) first; {runs} recorded run(s) each way.\n\n",
+        disk = snap.disk_mib,
+        plain = snap.plain_qemu_command,
+        restore = snap.plain_restore_args,
+        warmup = snap.warmup_runs,
+        runs = snap.runs,
+    );
+    out.push_str(
+        "| operation | vireo: min / median / max | plain QEMU (raw QMP): min / median / max | vireo − plain \
+         (medians) | vireo / plain (medians) |\n|---|---|---|---|---|\n",
+    );
+    let range = |s: &Summary| format!("{} / **{}** / {}", fmt_ms(s.min), fmt_ms(s.median), fmt_ms(s.max));
+    for op in &snap.ops {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | **{:.2}** |",
+            op_name(op.op),
+            range(&op.vireo),
+            range(&op.plain),
+            fmt_signed_ms(op.vireo.median - op.plain.median),
+            op.ratio_of_medians
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThe plain QEMU's state file is {} (vireo's `saved.state` holds the same stream). The plain save's \
+         figure ends when the last byte is written; making the file durable took another {} (median `fsync`), \
+         which vireo's save does pay. The plain restore's migration had completed after {} (median, spawn → \
+         `completed`).\n",
+        fmt_bytes(snap.state_bytes),
+        fmt_ms(snap.plain_save_fsync.median),
+        fmt_ms(snap.plain_restore_loaded.median),
+    );
+    let cpu = &snap.restore_cpu;
+    let value = |v: Option<f64>| v.map(fmt_ms).unwrap_or_else(|| "n/a".into());
+    let _ = write!(
+        out,
+        "CPU time of the restored QEMU right after the restore (medians; /proc/PID/stat, 10 ms ticks): \
+         vireo's {} user + {} system, the plain one's {} user + {} system. System time is mostly the kernel \
+         providing the new QEMU's guest memory, which costs less right after another QEMU freed as much: the \
+         bench restores the plain QEMU as soon as its predecessor has exited",
+        value(cpu.vireo_user_ms),
+        value(cpu.vireo_system_ms),
+        value(cpu.plain_user_ms),
+        value(cpu.plain_system_ms),
+    );
+    match snap.vireo_exit_to_restore_ms {
+        Some(gap) => {
+            let _ = writeln!(
+                out,
+                ", while vireo's restores began {} (median) after the saved QEMU had exited.\n",
+                fmt_ms(gap)
+            );
+        }
+        None => out.push_str(".\n\n"),
+    }
+
+    if snap.ops.iter().any(|op| op.phase_medians.is_some()) {
+        out.push_str(
+            "### Where an operation through vireo spends its time\n\n\
+             Medians over the runs, from the millisecond timestamps of the VM's `qmp.log` (every QMP command, \
+             reply and event) against the bench's clock at the request and the response. The phase marked QEMU is \
+             the work the plain side times; everything else is vireo's (its checks, extra QMP round trips, \
+             SQLite writes with `synchronous=FULL`, file handling, QEMU's exit and spawn).\n\n\
+             | operation | phase | median |\n|---|---|---|\n",
+        );
+        for op in &snap.ops {
+            let Some(medians) = &op.phase_medians else { continue };
+            for (i, (label, median)) in op.phase_labels.iter().zip(medians).enumerate() {
+                let name = if i == 0 { op_name(op.op) } else { "" };
+                let value = if i == Op::QEMU_PHASE { format!("**{}**", fmt_ms(*median)) } else { fmt_ms(*median) };
+                let _ = writeln!(out, "| {name} | {label} | {value} |");
+            }
+        }
+        out.push('\n');
+    }
+
+    let clones = &snap.clones;
+    let _ = write!(
+        out,
+        "### Clones\n\n\
+         On the same daemon: two empty qcow2 bases in the `default` pool, {} and {}, and \
+         `POST /v1/pools/default/volumes/{{base}}/clone` timed from request to response, {} recorded run(s) each \
+         after {} unrecorded warm-up run(s); each clone is deleted again (not timed). A linked clone is a qcow2 \
+         overlay (`qemu-img create -b`); a full clone is a copy (`qemu-img convert`), which reads and writes only \
+         what the base holds: these bases are empty, so it is a best case, and a full clone of a filled base \
+         takes as long as copying its data.\n\n\
+         | clone | base: virtual / on disk | min | median | max | the clone on disk |\n|---|---|---|---|---|---|\n",
+        clones.linked.first().map_or(String::new(), |s| format!("{} GiB", s.base_gib)),
+        clones.linked.last().map_or(String::new(), |s| format!("{} GiB", s.base_gib)),
+        clones.runs,
+        snap.warmup_runs,
+    );
+    let series = clones.linked.iter().map(|s| ("linked", s)).chain([("full", &clones.full)]);
+    for (kind, s) in series {
+        let _ = writeln!(
+            out,
+            "| {kind}, {} GiB base | {} GiB / {} | {} | {} | {} | {} |",
+            s.base_gib,
+            s.base_gib,
+            fmt_bytes(s.base_allocation_bytes),
+            fmt_ms(s.time.min),
+            fmt_ms(s.time.median),
+            fmt_ms(s.time.max),
+            fmt_bytes(s.clone_allocation_bytes)
+        );
+    }
+    if let [small, large] = clones.linked.as_slice() {
+        let _ = writeln!(
+            out,
+            "\nLinked clone of the {} GiB base against the {} GiB one ({}× the size): **{:.2} ×** the time \
+             (ratio of the medians).",
+            large.base_gib,
+            small.base_gib,
+            large.base_gib / small.base_gib.max(1),
+            large.time.median / small.time.median
+        );
+    }
+    out.push('\n');
+}
+
+fn fmt_signed_ms(value: f64) -> String {
+    if value < 0.0 { format!("−{}", fmt_ms(-value)) } else { format!("+{}", fmt_ms(value)) }
+}
+
+/// Bytes in KiB, MiB or GiB.
+fn fmt_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b < 1024.0 * 1024.0 {
+        format!("{:.0} KiB", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
 fn summary_row(out: &mut String, label: &str, summary: &Summary, fmt: impl Fn(f64) -> String) {
     let _ = writeln!(out, "| {label} | {} | {} | {} |", fmt(summary.min), fmt(summary.median), fmt(summary.max));
 }
@@ -318,7 +491,43 @@ mod tests {
     use std::time::Duration;
 
     use crate::boot::{self, CpuUse, Guest, Phases, PlainRun, VireoRun};
+    use crate::snapshots::{self, CloneResults, CloneSeries, OpPhases, QemuCpu};
     use crate::stats::Summary;
+
+    fn snapshot_results() -> SnapshotResults {
+        let vireo = [(200.0, 100.0), (220.0, 120.0), (210.0, 110.0)].map(|(create, revert)| snapshots::VireoRun {
+            snapshot_create_ms: create,
+            snapshot_revert_ms: revert,
+            save_ms: 20100.0,
+            restore_ms: 300.0,
+            phases: OpPhases {
+                snapshot_create: Some(vec![2.0, create - 4.0, 2.0]),
+                save: Some(vec![1.0, 60.0, 50.0, 1.0, 19988.0]),
+                ..OpPhases::default()
+            },
+            restore_qemu_cpu: Some(QemuCpu { user_ms: 40.0, system_ms: 200.0 }),
+            exit_to_restore_ms: Some(20_001.0),
+        });
+        let plain = [190.0, 200.0, 210.0].map(|create| snapshots::PlainRun {
+            snapshot_create_ms: create,
+            snapshot_revert_ms: 100.0,
+            save_ms: 60.0,
+            save_fsync_ms: 40.0,
+            state_bytes: 96 << 20,
+            restore_loaded_ms: 90.0,
+            restore_ms: 100.0,
+            restore_qemu_cpu: None,
+        });
+        let series = |base_gib, ms: f64| CloneSeries {
+            base_gib,
+            base_allocation_bytes: 200 << 10,
+            clone_allocation_bytes: 200 << 10,
+            time: Summary::of(&[ms, ms + 1.0, ms + 2.0]).unwrap(),
+        };
+        let clones = CloneResults { runs: 3, linked: vec![series(1, 20.0), series(20, 21.0)], full: series(1, 30.0) };
+        snapshots::summarize("qemu-system-x86_64 -m 256".into(), "-S".into(), 1, vireo.to_vec(), plain.to_vec(), clones)
+            .unwrap()
+    }
 
     fn results() -> Results {
         let guest = Guest { kernel: "/g/vmlinuz".into(), initrd: "/g/initramfs.img".into() };
@@ -377,6 +586,7 @@ mod tests {
             machine,
             boot: Some(boot),
             scale: Some(scale),
+            snapshots: Some(snapshot_results()),
         }
     }
 
@@ -391,6 +601,30 @@ mod tests {
         // 37 ms to running minus 31 ms of QEMU start-up.
         assert!(text.contains("**6.00 ms**, 0.3 %"), "{text}");
         assert!(text.contains("| 1000 creates, total | 450 ms |"));
+    }
+
+    #[test]
+    fn the_snapshot_section_compares_each_operation() {
+        let text = markdown(&results());
+        assert!(text.contains("## 3. Snapshots, save/restore, linked clones"), "{text}");
+        // Medians 210 vs 200 ms.
+        assert!(
+            text.contains(
+                "| snapshot create (full, running) | 200 ms / **210 ms** / 220 ms | 190 ms / **200 ms** / 210 ms | \
+                 +10.0 ms | **1.05** |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("| vm save | 20100 ms / **20100 ms** / 20100 ms | 60.0 ms / **60.0 ms** / 60.0 ms |"));
+        // Phases only where the runs had them: create and save, not revert or restore.
+        assert!(text.contains("|  | → job `concluded` (QEMU) | **206 ms** |"), "{text}");
+        assert!(text.contains("|  | → response (the daemon notices the exit, state written) | 19988 ms |"), "{text}");
+        assert!(!text.contains("| snapshot revert (full, running) | request →"), "{text}");
+        assert!(text.contains("state file is 96.0 MiB"), "{text}");
+        assert!(text.contains("vireo's 40.0 ms user + 200 ms system, the plain one's n/a user + n/a system"), "{text}");
+        assert!(text.contains("while vireo's restores began 20001 ms (median) after the saved QEMU had exited.\n"));
+        assert!(text.contains("| linked, 20 GiB base | 20 GiB / 200 KiB | 21.0 ms | 22.0 ms | 23.0 ms | 200 KiB |"));
+        assert!(text.contains("(20× the size): **1.05 ×** the time"), "{text}");
     }
 
     #[test]

@@ -64,8 +64,12 @@ impl VmManager {
             while let Some(event) = events.recv().await {
                 match event {
                     QemuEvent::Shutdown { guest_initiated: true } => powered_off.store(true, Ordering::SeqCst),
-                    QemuEvent::Paused => manager.on_run_state_event(&name, pid, VmState::Paused).await,
-                    QemuEvent::Resumed => manager.on_run_state_event(&name, pid, VmState::Running).await,
+                    // Never wait here for the job lock: the operation holding it (a save, a
+                    // snapshot) may itself be waiting for events behind this one, such as Exited.
+                    QemuEvent::Paused | QemuEvent::Resumed => {
+                        let (manager, name) = (manager.clone(), name.clone());
+                        tokio::spawn(async move { manager.sync_run_state(&name, pid).await });
+                    }
                     QemuEvent::Exited => break,
                     QemuEvent::Shutdown { .. } | QemuEvent::Reset | QemuEvent::DeviceDeleted { .. } => {}
                 }
@@ -82,15 +86,22 @@ impl VmManager {
         Ok(live)
     }
 
-    /// A pause or resume that did not come from an operation (e.g. a guest error stopping the vCPUs).
-    async fn on_run_state_event(&self, name: &str, pid: u32, state: VmState) {
+    /// QEMU stopped or resumed its vCPUs. Most of the time an operation did it
+    /// and has recorded the result; otherwise (a guest error pausing the VM) the
+    /// record must follow. Events may be handled late and out of order, so the
+    /// state is taken from QEMU itself, once the job lock is free.
+    async fn sync_run_state(&self, name: &str, pid: u32) {
         let slot = self.slot(name);
         let _job = slot.job.lock().await;
         let Ok(Some(mut record)) = self.store.get_vm(name).await else { return };
         let ours = record.runtime.as_ref().is_some_and(|r| r.pid == pid);
-        if ours
-            && matches!(record.state, VmState::Running | VmState::Paused)
-            && record.state != state
+        let Some(live) = slot.live().filter(|live| live.pid == pid) else { return };
+        if !ours || !matches!(record.state, VmState::Running | VmState::Paused) {
+            return;
+        }
+        let Ok(status) = live.qmp.query_status().await else { return };
+        let state = if status.running { VmState::Running } else { VmState::Paused };
+        if record.state != state
             && let Err(err) = self.save_state(&mut record, state).await
         {
             tracing::error!(vm = name, error = %err, "cannot record state change");
