@@ -8,11 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use vireo_api::{ErrorCode, NetworkMode, NetworkSpec, NicSpec, StopRequest};
-use vireo_client::{Client, ClientError};
-
-fn code(err: ClientError) -> ErrorCode {
-    err.api().map(|e| e.code).unwrap_or_else(|| panic!("not an API error: {err}"))
-}
+use vireo_client::Client;
 
 fn nic_spec(name: &str, network: &str) -> vireo_api::VmSpec {
     let mut spec = guest_spec(name);

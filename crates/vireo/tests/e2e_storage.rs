@@ -12,11 +12,6 @@ use vireo_api::{
     ByteSize, DiskFormat, DiskSpec, ErrorCode, PoolSpec, PoolType, SnapshotCreate, SnapshotKind, StopRequest, VmState,
     VolumeClone, VolumeCreate, VolumeResize,
 };
-use vireo_client::ClientError;
-
-fn code(err: ClientError) -> ErrorCode {
-    err.api().map(|e| e.code).unwrap_or_else(|| panic!("not an API error: {err}"))
-}
 
 /// Writes or checks a byte pattern in an image from the host (qemu-io, as QEMU itself would).
 fn qemu_io(path: &Path, command: &str) -> bool {

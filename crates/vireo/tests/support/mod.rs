@@ -281,6 +281,11 @@ pub async fn run_in_guest(client: &Client, vm: &str, command: &str) -> String {
     after_echo.trim_end_matches("END-42-END").trim().to_string()
 }
 
+/// The stable code of an API error.
+pub fn code(err: vireo_client::ClientError) -> vireo_api::ErrorCode {
+    err.api().map(|e| e.code).unwrap_or_else(|| panic!("not an API error: {err}"))
+}
+
 pub fn json_list(stdout: &str) -> Vec<serde_json::Value> {
     serde_json::from_str::<serde_json::Value>(stdout).expect("JSON output").as_array().expect("array").clone()
 }
