@@ -18,6 +18,8 @@ pub struct Live {
     pub qmp: QmpClient,
     pub console: Arc<ConsoleHub>,
     exited: watch::Receiver<bool>,
+    /// Set when the daemon kills QEMU itself: that exit is a stop, not a crash.
+    killed: Arc<AtomicBool>,
 }
 
 impl Live {
@@ -28,6 +30,7 @@ impl Live {
     }
 
     pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
         if let Err(err) = vireo_qemu::kill(self.pid, self.pid_start_ticks) {
             tracing::warn!(pid = self.pid, error = %err, "cannot kill QEMU");
         }
@@ -46,12 +49,14 @@ impl VmManager {
         let log = ConsoleLog::open(paths.dir(), log_size)?;
         let console = ConsoleHub::start(process.console, log);
         let (exited_tx, exited) = watch::channel(false);
+        let killed = Arc::new(AtomicBool::new(false));
         let live = Arc::new(Live {
             pid: process.pid,
             pid_start_ticks: process.pid_start_ticks,
             qmp: process.qmp,
             console,
             exited,
+            killed: killed.clone(),
         });
         self.slot(name).set_live(Some(live.clone()));
         let manager = self.clone();
@@ -75,7 +80,7 @@ impl VmManager {
                 }
             }
             let _ = exited_tx.send(true);
-            let cause = if powered_off.load(Ordering::SeqCst) {
+            let cause = if powered_off.load(Ordering::SeqCst) || killed.load(Ordering::SeqCst) {
                 None
             } else {
                 let detail = tail_of_file(&qemu_log, 2000).map(|t| format!(": {t}")).unwrap_or_default();
