@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 VIREO_TEST_GUEST_DIR=$(scripts/build-test-guest.sh | tail -1)
 export VIREO_TEST_GUEST_DIR
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
