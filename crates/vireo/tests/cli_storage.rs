@@ -1,38 +1,9 @@
 //! The real `vireo` binary on storage commands that fail before any daemon is asked:
 //! one `error:` line naming the problem, exit code 1.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod cli_support;
 
-/// Runs `vireo --socket <missing socket> ARGS`: a request would fail naming that socket.
-fn vireo(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vireo"))
-        .arg("--socket")
-        .arg(socket(dir))
-        .args(args)
-        .env_remove("VIREO_SOCKET")
-        .env_remove("VIREO_URL")
-        .env_remove("VIREO_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the vireo binary runs")
-}
-
-fn socket(dir: &Path) -> String {
-    dir.join("vireo.sock").display().to_string()
-}
-
-/// The single `error: ...` line of a command that failed locally (exit 1, the daemon never asked).
-fn local_error(dir: &Path, args: &[&str]) -> String {
-    let output = vireo(dir, args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{args:?}: exactly one line expected: {stderr:?}");
-    assert!(stderr.starts_with("error: "), "{args:?}: {stderr:?}");
-    assert!(!stderr.contains(&socket(dir)), "{args:?}: the daemon must not be contacted: {stderr}");
-    assert!(output.stdout.is_empty(), "{args:?}: nothing on stdout");
-    stderr.trim_end().to_string()
-}
+use cli_support::{local_error, socket, vireo};
 
 #[test]
 fn bad_volume_refs_are_refused_before_any_request() {
