@@ -6,6 +6,7 @@
 
 mod auth;
 mod console;
+mod devices;
 mod host;
 mod networks;
 mod openapi;
@@ -50,12 +51,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vms/{name}/restart", post(vms::restart))
         .route("/v1/vms/{name}/logs", get(vms::logs))
         .route("/v1/vms/{name}/console", get(console::attach))
-        .route("/v1/vms/{name}/save", post(snapshots::save))
-        .route("/v1/vms/{name}/restore", post(snapshots::restore))
-        .route("/v1/vms/{name}/disks", post(snapshots::attach_disk))
-        .route("/v1/vms/{name}/nics", post(snapshots::attach_nic))
-        .route("/v1/vms/{name}/nics/{mac}", delete(snapshots::detach_nic))
-        .route("/v1/vms/{name}/disks/{pool}/{volume}", delete(snapshots::detach_disk))
+        .route("/v1/vms/{name}/save", post(vms::save))
+        .route("/v1/vms/{name}/restore", post(vms::restore))
+        .route("/v1/vms/{name}/disks", post(devices::attach_disk))
+        .route("/v1/vms/{name}/nics", post(devices::attach_nic))
+        .route("/v1/vms/{name}/nics/{mac}", delete(devices::detach_nic))
+        .route("/v1/vms/{name}/disks/{pool}/{volume}", delete(devices::detach_disk))
         .route("/v1/vms/{name}/snapshots", get(snapshots::list).post(snapshots::create))
         .route("/v1/vms/{name}/snapshots/{snapshot}", delete(snapshots::delete))
         .route("/v1/vms/{name}/snapshots/{snapshot}/revert", post(snapshots::revert))

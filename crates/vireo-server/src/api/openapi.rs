@@ -3,15 +3,15 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{console, host, networks, snapshots, storage, vms};
+use super::{console, devices, host, networks, snapshots, storage, vms};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Vireo API", description = "Manage QEMU/KVM virtual machines. Errors are JSON `ApiError` bodies with a stable `code`."),
     paths(
         vms::list, vms::create, vms::show, vms::delete, vms::start, vms::stop, vms::pause,
-        vms::resume, vms::restart, vms::logs, console::attach, snapshots::save, snapshots::restore,
-        snapshots::attach_disk, snapshots::detach_disk, snapshots::attach_nic, snapshots::detach_nic,
+        vms::resume, vms::restart, vms::logs, console::attach, vms::save, vms::restore,
+        devices::attach_disk, devices::detach_disk, devices::attach_nic, devices::detach_nic,
         snapshots::list, snapshots::create, snapshots::revert, snapshots::delete,
         storage::list_pools, storage::create_pool, storage::show_pool, storage::delete_pool,
         storage::list_all_volumes, storage::list_volumes, storage::create_volume, storage::import_volume,

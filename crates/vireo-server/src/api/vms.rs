@@ -151,3 +151,15 @@ pub async fn logs(
     let bytes = state.manager.logs(&name, query.tail_bytes).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
 }
+
+#[utoipa::path(operation_id = "save_vm", post, path = "/v1/vms/{name}/save", tag = "vms", params(("name" = String, Path)),
+    responses((status = 200, description = "Memory saved to disk, QEMU gone; state `saved`", body = Vm), (status = 409, body = ApiError)))]
+pub async fn save(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vm>> {
+    Ok(Json(to_wire(state.manager.save(&name).await?)))
+}
+
+#[utoipa::path(operation_id = "restore_vm", post, path = "/v1/vms/{name}/restore", tag = "vms", params(("name" = String, Path)),
+    responses((status = 200, description = "Running again where it was saved", body = Vm), (status = 409, body = ApiError)))]
+pub async fn restore(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vm>> {
+    Ok(Json(to_wire(state.manager.restore(&name).await?)))
+}
