@@ -293,10 +293,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_vms(&self) -> Result<Vec<VmRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("{SELECT_COLUMNS} ORDER BY name")).map_err(backend)?;
-        let rows = stmt.query_map([], RawRow::read).map_err(backend)?;
-        rows.map(|row| row.map_err(backend).and_then(RawRow::decode)).collect()
+        self.query(&format!("{SELECT_COLUMNS} ORDER BY name"), [], RawRow::read, RawRow::decode)
     }
 
     async fn update_vm(&self, record: &VmRecord) -> Result<u64, StoreError> {
@@ -436,28 +433,20 @@ impl Store for SqliteStore {
     }
 
     async fn list_snapshots(&self, vm: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT vm, name, kind, vm_state, spec, created_at_ms, disk_ports FROM snapshots
-                 WHERE vm = ?1 ORDER BY created_at_ms, name",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([vm], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, i64>(5)?,
-                    row.get::<_, String>(6)?,
-                ))
-            })
-            .map_err(backend)?;
-        rows.map(|row| {
-            let (vm, name, kind, vm_state, spec, created_at_ms, disk_ports) = row.map_err(backend)?;
+        let sql = "SELECT vm, name, kind, vm_state, spec, created_at_ms, disk_ports FROM snapshots
+                   WHERE vm = ?1 ORDER BY created_at_ms, name";
+        let read = |row: &Row<'_>| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, String>(6)?,
+            ))
+        };
+        self.query(sql, [vm], read, |(vm, name, kind, vm_state, spec, created_at_ms, disk_ports)| {
             Ok(SnapshotRecord {
                 disk_ports: serde_json::from_str(&disk_ports).map_err(|e| corrupt(&name, e))?,
                 kind: enum_from_text(&name, &kind)?,
@@ -468,7 +457,6 @@ impl Store for SqliteStore {
                 created_at_ms,
             })
         })
-        .collect()
     }
 
     async fn insert_network(&self, network: &NetworkRecord) -> Result<(), StoreError> {
@@ -509,74 +497,67 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
-    fn query_networks<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<NetworkRecord>, StoreError> {
+    /// Runs a SELECT: `read` takes the columns as SQLite gives them, `decode`
+    /// turns them into a record, so SQLite errors and decoding errors stay apart.
+    fn query<R, T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        read: impl FnMut(&Row<'_>) -> rusqlite::Result<R>,
+        decode: impl Fn(R) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+        let rows = stmt.query_map(params, read).map_err(backend)?;
+        rows.map(|row| row.map_err(backend).and_then(&decode)).collect()
+    }
+
+    fn query_networks<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<NetworkRecord>, StoreError> {
         let sql =
             format!("SELECT name, mode, bridge, subnet, vlan, created_at_ms FROM networks {filter} ORDER BY name");
-        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-        let rows = stmt
-            .query_map(params, |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                    row.get::<_, Option<i64>>(4)?,
-                    row.get::<_, i64>(5)?,
-                ))
-            })
-            .map_err(backend)?;
-        rows.map(|row| {
-            let (name, mode, bridge, subnet, vlan, created_at_ms) = row.map_err(backend)?;
+        let read = |row: &Row<'_>| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<i64>>(4)?,
+                row.get::<_, i64>(5)?,
+            ))
+        };
+        self.query(&sql, params, read, |(name, mode, bridge, subnet, vlan, created_at_ms)| {
             let vlan = vlan.map(|v| u16::try_from(v).map_err(|e| corrupt(&name, e))).transpose()?;
             Ok(NetworkRecord { mode: enum_from_text(&name, &mode)?, name, bridge, subnet, vlan, created_at_ms })
         })
-        .collect()
     }
 
     fn query_pools<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<PoolRecord>, StoreError> {
-        let conn = self.conn();
         let sql = format!("SELECT name, type, path, created_at_ms FROM pools {filter} ORDER BY name");
-        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-        let rows = stmt
-            .query_map(params, |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(backend)?;
-        rows.map(|row| {
-            let (name, pool_type, path, created_at_ms) = row.map_err(backend)?;
+        let read = |row: &Row<'_>| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, i64>(3)?))
+        };
+        self.query(&sql, params, read, |(name, pool_type, path, created_at_ms)| {
             Ok(PoolRecord { pool_type: enum_from_text(&name, &pool_type)?, path: path.into(), name, created_at_ms })
         })
-        .collect()
     }
 
     fn query_volumes<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<VolumeRecord>, StoreError> {
-        let conn = self.conn();
         let sql = format!(
             "SELECT pool, name, format, capacity_bytes, backing_pool, backing_name, created_at_ms
              FROM volumes {filter} ORDER BY pool, name"
         );
-        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-        let rows = stmt
-            .query_map(params, |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, Option<String>>(5)?,
-                    row.get::<_, i64>(6)?,
-                ))
-            })
-            .map_err(backend)?;
-        rows.map(|row| {
-            let (pool, name, format, capacity, backing_pool, backing_name, created_at_ms) = row.map_err(backend)?;
+        let read = |row: &Row<'_>| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, i64>(6)?,
+            ))
+        };
+        self.query(&sql, params, read, |(pool, name, format, capacity, backing_pool, backing_name, created_at_ms)| {
             Ok(VolumeRecord {
                 format: enum_from_text(&name, &format)?,
                 capacity_bytes: from_sql_u64(&name, capacity)?,
@@ -586,7 +567,6 @@ impl SqliteStore {
                 created_at_ms,
             })
         })
-        .collect()
     }
 }
 
