@@ -233,9 +233,8 @@ impl VmManager {
 /// A random MAC in QEMU's locally administered 52:54:00 range, not yet used on this host.
 fn fresh_mac(taken: &HashMap<[u8; 6], String>) -> Result<[u8; 6], ServerError> {
     loop {
-        let mut tail = [0u8; 3];
-        getrandom::fill(&mut tail).map_err(|e| ServerError::Internal(format!("no randomness for a MAC: {e}")))?;
-        let mac = [0x52, 0x54, 0x00, tail[0], tail[1], tail[2]];
+        let vireo_net::MacAddr(mac) =
+            vireo_net::MacAddr::random().map_err(|e| ServerError::Internal(format!("no MAC: {e}")))?;
         if !taken.contains_key(&mac) {
             return Ok(mac);
         }
