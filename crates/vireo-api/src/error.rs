@@ -47,6 +47,12 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// QEMU failed to start or to carry out a command.
     QemuFailed,
+    /// The destination daemon of a migration refused it (its reason is in the message).
+    MigrationRefused,
+    /// The destination daemon of a migration cannot be reached.
+    DestinationUnreachable,
+    /// A migration failed under way; the VM still runs on the source.
+    MigrationFailed,
     /// Something failed inside the daemon.
     Internal,
 }
@@ -64,10 +70,19 @@ impl ErrorCode {
             | ErrorCode::SnapshotNotFound
             | ErrorCode::NetworkNotFound
             | ErrorCode::NicNotFound => 404,
-            ErrorCode::VmExists | ErrorCode::InvalidState | ErrorCode::AlreadyExists | ErrorCode::InUse => 409,
+            ErrorCode::VmExists
+            | ErrorCode::InvalidState
+            | ErrorCode::AlreadyExists
+            | ErrorCode::InUse
+            | ErrorCode::MigrationRefused => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::InvalidSpec | ErrorCode::AccelUnavailable | ErrorCode::Unsupported => 422,
-            ErrorCode::QemuFailed | ErrorCode::StorageFailed | ErrorCode::NetworkFailed | ErrorCode::Internal => 500,
+            ErrorCode::QemuFailed
+            | ErrorCode::StorageFailed
+            | ErrorCode::NetworkFailed
+            | ErrorCode::MigrationFailed
+            | ErrorCode::Internal => 500,
+            ErrorCode::DestinationUnreachable => 502,
         }
     }
 }

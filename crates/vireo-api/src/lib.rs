@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod host;
+pub mod migration;
 pub mod network;
 pub mod size;
 pub mod snapshot;
@@ -16,6 +17,10 @@ pub mod vm;
 
 pub use error::{ApiError, ErrorCode};
 pub use host::{CheckStatus, HostCheck, HostCheckItem};
+pub use migration::{
+    IncomingMigration, IncomingReady, IncomingVolume, MigrateRequest, MigrationPhase, MigrationStatus, NbdServer,
+    StorageProbe,
+};
 pub use network::{Lease, Network, NetworkMode, NetworkSpec, NicModel, NicSpec, NicStatus};
 pub use size::ByteSize;
 pub use snapshot::{Snapshot, SnapshotCreate, SnapshotKind};

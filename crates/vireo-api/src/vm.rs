@@ -17,6 +17,10 @@ pub enum VmState {
     Crashed,
     /// Stopped with its memory saved to disk; `start` (or `restore`) resumes it where it was.
     Saved,
+    /// Live-migrating to another host; still running here.
+    Migrating,
+    /// Being received from another host by a live migration; not running here yet.
+    Incoming,
 }
 
 impl VmState {
@@ -29,6 +33,8 @@ impl VmState {
             VmState::Stopping => "stopping",
             VmState::Crashed => "crashed",
             VmState::Saved => "saved",
+            VmState::Migrating => "migrating",
+            VmState::Incoming => "incoming",
         }
     }
 }
@@ -58,6 +64,9 @@ pub struct Vm {
     /// Each NIC with its MAC and, from the network's DHCP lease, its IPv4 address.
     #[serde(default)]
     pub nics: Vec<crate::network::NicStatus>,
+    /// The migration under way, while one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<crate::migration::MigrationStatus>,
 }
 
 /// Options of `POST /v1/vms/{name}/stop`.

@@ -90,12 +90,8 @@ pub struct Launch<'a> {
     /// the QMP handshake, so `spawn` takes that much longer; the VM then waits for
     /// `cont` like any other (state `prelaunch`).
     pub loadvm: Option<String>,
-    /// Start from a state file written by `QmpClient::save_to_file`: spawn opens it
-    /// read-only and QEMU reads it as an incoming migration (`-incoming fd:N`). Wait
-    /// for it with `QmpClient::wait_incoming`, then `cont`. The devices (disks, their
-    /// order and hot-plug ports, memory, vCPUs) must be those of the saved VM, and
-    /// the disks must not have been written since.
-    pub incoming: Option<PathBuf>,
+    /// Start from a saved state or a live migration instead of booting.
+    pub incoming: Option<Incoming>,
     /// NICs, each on a TAP device the daemon opened or on user-mode networking.
     pub nics: Vec<NicAttachment>,
 }
@@ -168,6 +164,21 @@ impl<'a> Launch<'a> {
     }
 }
 
+/// Where the state of a VM that does not boot comes from. Either way the
+/// devices (disks, their order and hot-plug ports, memory, vCPUs) must be
+/// those of the VM that sent the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A state file written by `QmpClient::save_to_file`: spawn opens it read-only
+    /// and QEMU reads it as an incoming migration (`-incoming fd:N`). Wait for it
+    /// with `QmpClient::wait_incoming`, then `cont`. The disks must not have been
+    /// written since the save.
+    StateFile(PathBuf),
+    /// A live migration from another QEMU (`-incoming defer`): it listens once
+    /// `QmpClient::listen_incoming` says where.
+    Migration,
+}
+
 /// Everything `build_argv` needs.
 pub struct LaunchConfig<'a> {
     pub launch: &'a Launch<'a>,
@@ -236,12 +247,15 @@ fn saved_state_args(argv: &mut Args, cfg: &LaunchConfig) {
     if let Some(tag) = &cfg.launch.loadvm {
         argv.push2("-loadvm", tag.clone());
     }
-    if let Some(fd) = cfg.incoming_fd {
-        argv.push2("-incoming", format!("fd:{fd}"));
-        // MIGRATION events on the incoming side too; `-incoming` starts before QMP
-        // could set the capability. (QEMU 7.2's name for the `events` capability.)
-        argv.push2("-global", "migration.x-events=on");
-    }
+    let source = match (&cfg.launch.incoming, cfg.incoming_fd) {
+        (Some(Incoming::Migration), _) => "defer".to_string(),
+        (Some(Incoming::StateFile(_)), Some(fd)) => format!("fd:{fd}"),
+        _ => return,
+    };
+    argv.push2("-incoming", source);
+    // MIGRATION events on the incoming side too; `-incoming` starts before QMP
+    // could set the capability. (QEMU 7.2's name for the `events` capability.)
+    argv.push2("-global", "migration.x-events=on");
 }
 
 fn machine_args(argv: &mut Args, accel: Accel) {

@@ -365,8 +365,8 @@ impl<T: Serialize> QmpCommand for DeviceAdd<'_, T> {
 
 /// `getfd`: the descriptor comes with the command (SCM_RIGHTS).
 #[derive(Serialize)]
-struct GetFd<'a> {
-    fdname: &'a str,
+pub(crate) struct GetFd<'a> {
+    pub(crate) fdname: &'a str,
 }
 
 impl QmpCommand for GetFd<'_> {

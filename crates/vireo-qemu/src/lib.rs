@@ -12,16 +12,20 @@ pub mod argv;
 pub mod error;
 pub mod host;
 mod hotplug;
+mod migration;
 pub mod paths;
 pub mod process;
 pub mod qmp;
 mod save;
 mod snapshot;
 
-pub use argv::{DiskAttachment, HOTPLUG_PORTS, Launch, LaunchConfig, NicAttachment, NicBackend, NicFds, build_argv};
+pub use argv::{
+    DiskAttachment, HOTPLUG_PORTS, Incoming, Launch, LaunchConfig, NicAttachment, NicBackend, NicFds, build_argv,
+};
 pub use error::QemuError;
 pub use host::{find_qemu_binary, gather_accel_facts, host_check};
 pub use hotplug::AttachedDisk;
+pub use migration::{BlockJob, MigrationEvents, MigrationInfo, MigrationSettings, RamStats};
 pub use paths::RuntimePaths;
 pub use process::{VmProcess, is_vm_qemu, kill, process_alive, process_start_ticks, reattach, spawn};
 pub use qmp::{QemuEvent, QmpClient, QmpCommand, RunStatus};

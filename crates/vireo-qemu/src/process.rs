@@ -23,7 +23,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::argv::{Launch, LaunchConfig, NicAttachment, NicFds, build_argv};
+use crate::argv::{Incoming, Launch, LaunchConfig, NicAttachment, NicFds, build_argv};
 use crate::error::QemuError;
 use crate::paths::RuntimePaths;
 use crate::qmp::{COMMAND_TIMEOUT, QemuEvent, QmpClient, QmpLog, QueryChardev};
@@ -61,7 +61,11 @@ pub struct VmProcess {
 pub async fn spawn(binary: &Path, launch: &Launch<'_>, paths: &RuntimePaths) -> Result<VmProcess, QemuError> {
     let spec = launch.spec;
     create_runtime_dir(paths.dir())?;
-    let incoming = launch.incoming.as_deref().map(open_state_file).transpose()?;
+    let state_file = match &launch.incoming {
+        Some(Incoming::StateFile(path)) => Some(path.as_path()),
+        _ => None,
+    };
+    let incoming = state_file.map(open_state_file).transpose()?;
     let sockets = Sockets::open(paths).await?;
     let qmp_log = QmpLog::open(&paths.qmp_log())?;
     let (qmp_fd, console_fd) = (sockets.qmp_listener.as_raw_fd(), sockets.console_listener.as_raw_fd());

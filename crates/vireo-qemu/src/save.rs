@@ -17,22 +17,19 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::QemuError;
+use crate::migration::{Migrate, MigrateCancel, MigrateSetParameters, QueryMigrate};
 use crate::paths::RuntimePaths;
 use crate::process::listen;
-use crate::qmp::{EventSubscription, NextEvent, QmpClient, QmpCommand};
+use crate::qmp::QmpClient;
 
 /// Migration bandwidth while saving, in bytes per second: 8 GiB/s, i.e. no limit
 /// in practice. QEMU 7.2's default of 128 MiB/s would make a save of a large
 /// guest take seconds per GiB for nothing: the stream goes to a local file.
 const SAVE_BANDWIDTH: u64 = 8 << 30;
-/// Migration state is re-read at least this often, in case an event never comes.
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// After a cancelled save, how long QEMU may take to resume the guest.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 const COPY_BUFFER: usize = 1 << 20;
@@ -49,16 +46,17 @@ impl QmpClient {
         let listener = socket.listener().map_err(|source| QemuError::Listen { path: socket.path.clone(), source })?;
         let partial = PartialFile::create(file)?;
         let target = partial.file.try_clone().map_err(state_error)?;
-        let mut events = self.subscribe()?;
         self.start_migration(&socket.path).await?;
         // From here on, giving up (an error, or this future dropped) cancels the
         // migration, and QEMU resumes the guest.
         let mut cancel = CancelOnDrop { qmp: Some(self.clone()) };
         let mut receiving = AbortOnDrop(receive(listener, target));
 
-        if let Err(err) = self.wait_migration(&mut events, deadline, timeout).await {
+        if let Err(err) = self.wait_completed(deadline, timeout).await {
             cancel.qmp = None;
-            self.cancel_migration(&mut events).await;
+            if let Err(err) = self.cancel_migration(CANCEL_GRACE).await {
+                tracing::warn!(error = %err, "cannot cancel the save");
+            }
             // A write error (a full disk) makes QEMU's migration fail: report the cause.
             return match tokio::time::timeout(Duration::from_millis(500), &mut receiving.0).await {
                 Ok(Ok(Err(copy_error))) => Err(state_error(copy_error)),
@@ -88,67 +86,31 @@ impl QmpClient {
     /// `spawn` already failed with `StartFailed` when that happened first.
     pub async fn wait_incoming(&self, timeout: Duration) -> Result<(), QemuError> {
         let deadline = Instant::now() + timeout;
-        let mut events = self.subscribe()?;
         // Before the stream is opened, query-migrate has no status yet; a VM that
         // is not `inmigrate` either was not started with `incoming` at all.
         if self.execute(&QueryMigrate {}).await?.status.is_none() && self.query_status().await?.status != "inmigrate" {
             let error = "QEMU is not receiving a saved state".to_string();
             return Err(QemuError::Migration { status: "none".into(), error });
         }
-        self.wait_migration(&mut events, deadline, timeout).await
+        self.wait_completed(deadline, timeout).await
+    }
+
+    /// Until the migration is `completed` (Ok), `failed` or `cancelled` (Err), or `deadline`
+    /// passes (`MigrationTimeout` naming the whole `timeout`).
+    async fn wait_completed(&self, deadline: Instant, timeout: Duration) -> Result<(), QemuError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.wait_migration_status(left, |status| status == "completed").await {
+            Err(QemuError::MigrationTimeout { .. }) => Err(QemuError::MigrationTimeout { timeout }),
+            other => other.map(drop),
+        }
     }
 
     /// Migration to the socket at full speed, with MIGRATION events.
     async fn start_migration(&self, socket: &Path) -> Result<(), QemuError> {
-        let capabilities = vec![MigrationCapability { capability: "events", state: true }];
-        self.execute(&MigrateSetCapabilities { capabilities }).await?;
-        self.execute(&MigrateSetParameters { max_bandwidth: SAVE_BANDWIDTH }).await?;
+        self.set_capabilities(&[("events", true)]).await?;
+        self.execute(&MigrateSetParameters { max_bandwidth: SAVE_BANDWIDTH, downtime_limit: None }).await?;
         let uri = format!("unix:{}", socket.to_string_lossy());
         self.execute(&Migrate { uri }).await.map(drop)
-    }
-
-    /// Until query-migrate says `completed` (Ok), `failed` or `cancelled` (Err).
-    /// Re-reads it on every MIGRATION event and at least every POLL_INTERVAL.
-    async fn wait_migration(
-        &self,
-        events: &mut EventSubscription,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<(), QemuError> {
-        loop {
-            let info = self.execute(&QueryMigrate {}).await?;
-            match info.status.as_deref() {
-                Some("completed") => return Ok(()),
-                Some(status @ ("failed" | "cancelled")) => {
-                    let error = info.error_desc.unwrap_or_else(|| "QEMU gave no reason".into());
-                    return Err(QemuError::Migration { status: status.to_string(), error });
-                }
-                _ => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(QemuError::MigrationTimeout { timeout });
-            }
-            let wake = deadline.min(Instant::now() + POLL_INTERVAL);
-            loop {
-                match events.next(wake).await? {
-                    NextEvent::Event(event) if event.name != "MIGRATION" => {}
-                    NextEvent::Event(_) | NextEvent::Missed | NextEvent::TimedOut => break,
-                }
-            }
-        }
-    }
-
-    /// Best effort: the guest resumes once QEMU has wound the migration down. A
-    /// migration that already failed or completed is left as it is.
-    async fn cancel_migration(&self, events: &mut EventSubscription) {
-        if let Err(err) = self.execute(&MigrateCancel {}).await {
-            tracing::warn!(error = %err, "migrate_cancel failed");
-            return;
-        }
-        let grace = Instant::now() + CANCEL_GRACE;
-        if let Err(err) = self.wait_migration(events, grace, CANCEL_GRACE).await {
-            tracing::debug!(error = %err, "migration after cancel");
-        }
     }
 }
 
@@ -275,64 +237,4 @@ impl Drop for PartialFile {
             let _ = std::fs::remove_file(&self.path);
         }
     }
-}
-
-#[derive(Serialize)]
-struct MigrateSetCapabilities {
-    capabilities: Vec<MigrationCapability>,
-}
-
-#[derive(Serialize)]
-struct MigrationCapability {
-    capability: &'static str,
-    state: bool,
-}
-
-impl QmpCommand for MigrateSetCapabilities {
-    const NAME: &'static str = "migrate-set-capabilities";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct MigrateSetParameters {
-    #[serde(rename = "max-bandwidth")]
-    max_bandwidth: u64,
-}
-
-impl QmpCommand for MigrateSetParameters {
-    const NAME: &'static str = "migrate-set-parameters";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct Migrate {
-    uri: String,
-}
-
-impl QmpCommand for Migrate {
-    const NAME: &'static str = "migrate";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct MigrateCancel {}
-
-impl QmpCommand for MigrateCancel {
-    const NAME: &'static str = "migrate_cancel";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct QueryMigrate {}
-
-impl QmpCommand for QueryMigrate {
-    const NAME: &'static str = "query-migrate";
-    type Reply = MigrationInfo;
-}
-
-#[derive(Deserialize)]
-struct MigrationInfo {
-    status: Option<String>,
-    #[serde(rename = "error-desc")]
-    error_desc: Option<String>,
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use vireo_api::{Accel, VmSpec};
-use vireo_qemu::{Launch, LaunchConfig, NicAttachment, NicFds, RuntimePaths, build_argv};
+use vireo_qemu::{Incoming, Launch, LaunchConfig, NicAttachment, NicFds, RuntimePaths, build_argv};
 
 fn check_golden(name: &str, spec_json: &str, accel: Accel) {
     check_golden_launch(name, spec_json, accel, |_| None);
@@ -67,8 +67,17 @@ fn restore_from_a_state_file_with_a_hot_plugged_disk() {
     }"#;
     check_golden_launch("argv_restore.txt", spec, Accel::Tcg, |launch| {
         launch.disks[1].hotplug_port = Some(2);
-        launch.incoming = Some("/var/lib/vireo/vms/web1/state.save".into());
+        launch.incoming = Some(Incoming::StateFile("/var/lib/vireo/vms/web1/state.save".into()));
         Some(5)
+    });
+}
+
+#[test]
+fn receive_a_live_migration() {
+    let spec = r#"{"name": "web1", "memory": "256MiB", "disks": [{"path": "/var/lib/vireo/disks/root.qcow2"}]}"#;
+    check_golden_launch("argv_incoming_migration.txt", spec, Accel::Tcg, |launch| {
+        launch.incoming = Some(Incoming::Migration);
+        None
     });
 }
 

@@ -52,7 +52,7 @@ async fn a_saved_guest_resumes_where_it_was() {
     drop(guard);
 
     let mut launch = Launch::with_path_disks(&spec, Accel::Tcg);
-    launch.incoming = Some(state);
+    launch.incoming = Some(vireo_qemu::Incoming::StateFile(state));
     let restore = Instant::now();
     let mut vm = vireo_qemu::spawn(&qemu_binary(), &launch, &paths).await.expect("spawn with incoming");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
@@ -74,7 +74,7 @@ async fn a_truncated_state_file_fails_the_restore_with_qemus_reason() {
     std::fs::write(&state, b"QEVM\0\0\0\x03").unwrap();
     let spec = small_guest_spec("broken", &[]);
     let mut launch = Launch::with_path_disks(&spec, Accel::Tcg);
-    launch.incoming = Some(state);
+    launch.incoming = Some(vireo_qemu::Incoming::StateFile(state));
     let outcome = match vireo_qemu::spawn(&qemu_binary(), &launch, &paths).await {
         Err(err) => err,
         Ok(vm) => {
