@@ -20,7 +20,7 @@ pub struct MigrateRequest {
     /// Copy the VM's volumes to the destination (NBD + block mirror) instead of expecting shared storage.
     #[serde(default)]
     pub copy_storage: bool,
-    /// Longest pause of the guest at switch-over, in milliseconds (QEMU's `downtime-limit`; default 300).
+    /// Longest pause of the guest at switch-over, in milliseconds (QEMU's `downtime-limit`; default 30).
     pub max_downtime_ms: Option<u64>,
     /// Bandwidth limit of the memory stream in MiB/s (default: no limit).
     pub bandwidth_mib: Option<u64>,

@@ -24,8 +24,9 @@ use hyper::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vireo_api::{
-    API_PREFIX, DiskSpec, HostCheck, Network, NetworkSpec, NicSpec, Pool, PoolSpec, Snapshot, SnapshotCreate,
-    StopRequest, Vm, VmSpec, Volume, VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
+    API_PREFIX, DiskSpec, HostCheck, IncomingMigration, IncomingReady, MigrateRequest, MigrationStatus, Network,
+    NetworkSpec, NicSpec, Pool, PoolSpec, Snapshot, SnapshotCreate, StopRequest, Vm, VmSpec, Volume, VolumeClone,
+    VolumeCreate, VolumeImport, VolumeResize,
 };
 
 pub use console::{ConsoleReceiver, ConsoleSender, ConsoleStream};
@@ -307,6 +308,41 @@ impl Client {
     /// `GET /v1/host/check`
     pub async fn host_check(&self) -> Result<HostCheck, ClientError> {
         self.call(Method::GET, &format!("{API_PREFIX}/host/check"), None::<&()>).await
+    }
+
+    /// `POST /v1/vms/{name}/migrate`: starts a live migration; it runs on in the
+    /// source daemon, whose status [`Client::migration_status`] reports.
+    pub async fn migrate_vm(&self, name: &str, request: &MigrateRequest) -> Result<MigrationStatus, ClientError> {
+        self.call(Method::POST, &routes::vm(name, "/migrate")?, Some(request)).await
+    }
+
+    /// `GET /v1/vms/{name}/migration`: the latest migration of the VM, also once
+    /// it has completed and the VM is gone from this daemon.
+    pub async fn migration_status(&self, name: &str) -> Result<MigrationStatus, ClientError> {
+        self.call(Method::GET, &routes::vm(name, "/migration")?, None::<&()>).await
+    }
+
+    /// `POST /v1/vms/{name}/migration/cancel`
+    pub async fn cancel_migration(&self, name: &str) -> Result<MigrationStatus, ClientError> {
+        self.call(Method::POST, &routes::vm(name, "/migration/cancel")?, None::<&()>).await
+    }
+
+    /// `POST /v1/migrations/incoming` (daemon to daemon): get ready to receive a VM.
+    pub async fn prepare_incoming(&self, request: &IncomingMigration) -> Result<IncomingReady, ClientError> {
+        self.call(Method::POST, &format!("{API_PREFIX}/migrations/incoming"), Some(request)).await
+    }
+
+    /// `POST /v1/migrations/incoming/{name}/finish` (daemon to daemon): the state is
+    /// complete, run the VM here.
+    pub async fn finish_incoming(&self, name: &str) -> Result<Vm, ClientError> {
+        let path = format!("{API_PREFIX}/migrations/incoming/{}/finish", routes::vm_segment(name)?);
+        self.call(Method::POST, &path, None::<&()>).await
+    }
+
+    /// `DELETE /v1/migrations/incoming/{name}` (daemon to daemon): give up, remove what was prepared.
+    pub async fn abort_incoming(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("{API_PREFIX}/migrations/incoming/{}", routes::vm_segment(name)?);
+        self.send(Method::DELETE, &path).await
     }
 
     /// `GET /v1/openapi.json`

@@ -33,6 +33,11 @@ pub(crate) fn vm(name: &str, suffix: &str) -> Result<String, ClientError> {
     Ok(format!("{API_PREFIX}/vms/{}{suffix}", segment(Name::Vm, name)?))
 }
 
+/// A VM name as one path segment.
+pub(crate) fn vm_segment(name: &str) -> Result<String, ClientError> {
+    segment(Name::Vm, name).map(|s| s.to_string())
+}
+
 /// `/v1/vms/{vm}/snapshots/{snapshot}{suffix}`
 pub(crate) fn snapshot(vm_name: &str, snapshot: &str, suffix: &str) -> Result<String, ClientError> {
     vm(vm_name, &format!("/snapshots/{}{suffix}", segment(Name::Snapshot, snapshot)?))

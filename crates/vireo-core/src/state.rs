@@ -29,6 +29,9 @@ pub enum Action {
     RevertSnapshot,
     ChangeDisks,
     ChangeNics,
+    Migrate,
+    /// Run a VM whose incoming migration has completed.
+    TakeOver,
 }
 
 impl Action {
@@ -48,6 +51,8 @@ impl Action {
             Action::RevertSnapshot => "revert",
             Action::ChangeDisks => "change the disks of",
             Action::ChangeNics => "change the NICs of",
+            Action::Migrate => "migrate",
+            Action::TakeOver => "take over",
         }
     }
 
@@ -58,18 +63,20 @@ impl Action {
             // Starting a saved VM restores it.
             Action::Start => &[Stopped, Crashed, Saved],
             Action::Stop => &[Running, Paused],
-            // A forced stop also rescues a VM whose start or graceful stop hangs.
-            Action::ForceStop => &[Starting, Running, Paused, Stopping],
+            // A forced stop also rescues a VM whose start, graceful stop or migration hangs.
+            Action::ForceStop => &[Starting, Running, Paused, Stopping, Migrating],
             Action::Pause => &[Running],
             Action::Resume => &[Paused],
             Action::Restart => &[Running, Paused],
             Action::Delete => &[Stopped, Crashed, Saved],
-            Action::AttachConsole => &[Starting, Running, Paused, Stopping],
+            Action::AttachConsole => &[Starting, Running, Paused, Stopping, Migrating],
             Action::Save => &[Running, Paused],
             Action::Restore => &[Saved],
             // A saved VM's memory refers to its disks as they are: no snapshots, reverts or disk changes.
             Action::Snapshot | Action::RevertSnapshot => &[Stopped, Crashed, Running, Paused],
             Action::ChangeDisks | Action::ChangeNics => &[Stopped, Crashed, Running, Paused],
+            Action::Migrate => &[Running, Paused],
+            Action::TakeOver => &[Incoming],
         }
     }
 }
@@ -95,7 +102,15 @@ pub fn check_action(state: VmState, action: Action) -> Result<(), InvalidTransit
 
 /// Whether a QEMU process is expected to exist in this state.
 pub fn has_process(state: VmState) -> bool {
-    matches!(state, VmState::Starting | VmState::Running | VmState::Paused | VmState::Stopping)
+    matches!(
+        state,
+        VmState::Starting
+            | VmState::Running
+            | VmState::Paused
+            | VmState::Stopping
+            | VmState::Migrating
+            | VmState::Incoming
+    )
 }
 
 #[cfg(test)]
@@ -146,6 +161,25 @@ mod tests {
         assert!(check_action(Stopped, Action::Save).is_err());
         assert!(check_action(Running, Action::Save).is_ok());
         assert!(!has_process(Saved));
+    }
+
+    #[test]
+    fn a_migrating_vm_can_only_be_watched_or_killed() {
+        assert!(check_action(Running, Action::Migrate).is_ok());
+        assert!(check_action(Paused, Action::Migrate).is_ok());
+        assert!(check_action(Stopped, Action::Migrate).is_err());
+        for action in
+            [Action::Stop, Action::Pause, Action::Save, Action::Snapshot, Action::ChangeDisks, Action::Migrate]
+        {
+            assert!(check_action(Migrating, action).is_err(), "{action}");
+        }
+        assert!(check_action(Migrating, Action::ForceStop).is_ok());
+        assert!(check_action(Migrating, Action::AttachConsole).is_ok());
+        // A VM being received belongs to the migration until it runs.
+        for action in [Action::Start, Action::ForceStop, Action::Delete, Action::AttachConsole] {
+            assert!(check_action(Incoming, action).is_err(), "{action}");
+        }
+        assert!(has_process(Migrating) && has_process(Incoming));
     }
 
     #[test]

@@ -85,11 +85,23 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 }
 
 /// First line of `TOOL --version`, e.g. `QEMU emulator version 7.2.22 (Debian …)`.
-async fn tool_version(path: &Path) -> Option<String> {
+pub async fn tool_version(path: &Path) -> Option<String> {
     let run = tokio::process::Command::new(path).arg("--version").kill_on_drop(true).output();
     let output = tokio::time::timeout(VERSION_TIMEOUT, run).await.ok()?.ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     output.status.success().then(|| text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// `MemAvailable` of /proc/meminfo in bytes: what the host can give a new guest without swapping.
+pub fn memory_available_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    meminfo_available_bytes(&meminfo)
+}
+
+fn meminfo_available_bytes(meminfo: &str) -> Option<u64> {
+    let rest = meminfo.lines().find_map(|line| line.strip_prefix("MemAvailable:"))?;
+    let kib: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 fn cpu_has_virt_flag(cpuinfo: &str) -> bool {
@@ -326,5 +338,12 @@ mod tests {
         assert_eq!(check.status, CheckStatus::Warn);
         assert_eq!(check.detail, "auto → tcg (emulation, much slower): neither kvm_intel nor kvm_amd is loaded");
         assert_eq!(accel_item("kvm", "hardware KVM through kvm_intel").status, CheckStatus::Ok);
+    }
+
+    #[test]
+    fn available_memory_is_read_in_bytes() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:         1000 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(meminfo_available_bytes(meminfo), Some(20_000_000 * 1024));
+        assert_eq!(meminfo_available_bytes("MemTotal: 1 kB\n"), None);
     }
 }

@@ -23,7 +23,7 @@ pub use argv::{
     DiskAttachment, HOTPLUG_PORTS, Incoming, Launch, LaunchConfig, NicAttachment, NicBackend, NicFds, build_argv,
 };
 pub use error::QemuError;
-pub use host::{find_qemu_binary, gather_accel_facts, host_check};
+pub use host::{find_qemu_binary, gather_accel_facts, host_check, memory_available_bytes, tool_version};
 pub use hotplug::AttachedDisk;
 pub use migration::{BlockJob, MigrationEvents, MigrationInfo, MigrationSettings, RamStats};
 pub use paths::RuntimePaths;

@@ -13,8 +13,12 @@
 //!   With `pause_before_switchover` QEMU stops the guest and waits in
 //!   `pre-switchover` so the mirrors can be completed while nothing writes; then
 //!   [`QmpClient::continue_migration`] sends the device state.
-//! - Both: status comes from `query-migrate` ([`MigrationInfo`]); a
-//!   [`MigrationEvents`] subscription wakes the caller on every change.
+//! - Both: figures come from `query-migrate` ([`MigrationInfo`]), the status
+//!   from the MIGRATION events of a [`MigrationEvents`] subscription taken
+//!   before the command that starts the migration. QEMU 7.2's query-migrate
+//!   reports the status of the *incoming* migration forever once a VM has been
+//!   received, so on a VM that came by migration it says `completed` for an
+//!   outgoing migration that has only just begun.
 
 use std::net::{IpAddr, TcpListener};
 use std::os::fd::AsFd;
@@ -107,18 +111,54 @@ pub struct BlockJob {
     pub ready: bool,
 }
 
-/// Wakes its owner on every migration or block-job event of one QEMU.
-pub struct MigrationEvents(EventSubscription);
+/// The migration and block-job events of one QEMU from the moment of
+/// subscription, and the migration status they reported last.
+pub struct MigrationEvents {
+    subscription: EventSubscription,
+    status: Option<String>,
+}
 
 impl MigrationEvents {
     /// Returns at the next relevant event or at `deadline`, whichever is first.
     /// Fails with `QmpClosed` once QEMU is gone.
     pub async fn wait(&mut self, deadline: Instant) -> Result<(), QemuError> {
         loop {
-            match self.0.next(deadline).await? {
-                NextEvent::Event(event) if !is_migration_event(&event.name) => {}
-                NextEvent::Event(_) | NextEvent::Missed | NextEvent::TimedOut => return Ok(()),
+            let next = self.subscription.next(deadline).await?;
+            if self.absorb(next) {
+                return Ok(());
             }
+        }
+    }
+
+    /// An outgoing migration has just been started: until its first event (which
+    /// comes only once the connection is up) its status is `setup`, whatever
+    /// query-migrate says.
+    pub(crate) fn outgoing_started(&mut self) {
+        self.refresh();
+        self.status.get_or_insert_with(|| "setup".to_string());
+    }
+
+    /// Takes in the events that have arrived, without waiting.
+    fn refresh(&mut self) {
+        while let Some(next) = self.subscription.try_next() {
+            self.absorb(next);
+        }
+    }
+
+    /// Notes a MIGRATION event's status; true if the event matters to a waiter.
+    fn absorb(&mut self, next: NextEvent) -> bool {
+        match next {
+            NextEvent::Event(event) if event.name == "MIGRATION" => {
+                self.status = event.data_str("status").map(str::to_string);
+                true
+            }
+            NextEvent::Event(event) => is_migration_event(&event.name),
+            // Lost events: only query-migrate is left to go by.
+            NextEvent::Missed => {
+                self.status = None;
+                true
+            }
+            NextEvent::TimedOut => true,
         }
     }
 }
@@ -135,11 +175,18 @@ const NBD_LISTENER_FD: &str = "vireo-nbd-listener";
 impl QmpClient {
     /// Subscribes to migration and block-job events; subscribe before the command whose events you await.
     pub fn migration_events(&self) -> Result<MigrationEvents, QemuError> {
-        Ok(MigrationEvents(self.subscribe()?))
+        Ok(MigrationEvents { subscription: self.subscribe()?, status: None })
     }
 
-    pub async fn migration_info(&self) -> Result<MigrationInfo, QemuError> {
-        self.execute(&QueryMigrate {}).await
+    /// `query-migrate`, with the status the events of `events` reported if they did.
+    pub async fn migration_info(&self, events: &mut MigrationEvents) -> Result<MigrationInfo, QemuError> {
+        // Events first: the figures then are at least as new as the status.
+        events.refresh();
+        let mut info: MigrationInfo = self.execute(&QueryMigrate {}).await?;
+        if let Some(status) = &events.status {
+            info.status = Some(status.clone());
+        }
+        Ok(info)
     }
 
     /// Destination: listens for the migration stream on `host` (a port QEMU picks)
@@ -153,7 +200,7 @@ impl QmpClient {
             IpAddr::V6(v6) => format!("[{v6}]"),
         };
         self.execute(&MigrateIncoming { uri: format!("tcp:{host_part}:0") }).await?;
-        let info = self.migration_info().await?;
+        let info: MigrationInfo = self.execute(&QueryMigrate {}).await?;
         let port = info
             .socket_address
             .unwrap_or_default()
@@ -249,8 +296,14 @@ impl QmpClient {
         }
     }
 
-    /// Source: sets capabilities and parameters, then starts migrating to `uri`.
-    pub async fn start_migration_to(&self, uri: &str, settings: &MigrationSettings) -> Result<(), QemuError> {
+    /// Source: sets capabilities and parameters, then starts migrating to `uri`;
+    /// `events` (subscribed before) then follow it.
+    pub async fn start_migration_to(
+        &self,
+        events: &mut MigrationEvents,
+        uri: &str,
+        settings: &MigrationSettings,
+    ) -> Result<(), QemuError> {
         self.set_capabilities(&[
             ("events", true),
             ("auto-converge", settings.auto_converge),
@@ -261,7 +314,9 @@ impl QmpClient {
         let parameters =
             MigrateSetParameters { max_bandwidth: settings.max_bandwidth, downtime_limit: settings.downtime_limit_ms };
         self.execute(&parameters).await?;
-        self.execute(&Migrate { uri: uri.to_string() }).await.map(drop)
+        self.execute(&Migrate { uri: uri.to_string() }).await?;
+        events.outgoing_started();
+        Ok(())
     }
 
     /// Source: switches a running migration to post-copy; the guest then runs on the destination.
@@ -281,7 +336,7 @@ impl QmpClient {
         self.execute(&MigrateCancel {}).await?;
         let deadline = Instant::now() + grace;
         loop {
-            let info = self.migration_info().await?;
+            let info = self.migration_info(&mut events).await?;
             if !matches!(info.status(), "setup" | "active" | "cancelling" | "pre-switchover" | "device")
                 || Instant::now() >= deadline
             {
@@ -291,16 +346,17 @@ impl QmpClient {
         }
     }
 
-    /// Waits until `accept` holds for the migration's status (or it failed), at most `timeout`.
+    /// Waits until `accept` holds for the migration's status (or it failed), at
+    /// most `timeout`. `events` must date from before the migration began.
     pub async fn wait_migration_status(
         &self,
+        events: &mut MigrationEvents,
         timeout: Duration,
         accept: impl Fn(&str) -> bool,
     ) -> Result<MigrationInfo, QemuError> {
-        let mut events = self.migration_events()?;
         let deadline = Instant::now() + timeout;
         loop {
-            let info = self.migration_info().await?;
+            let info = self.migration_info(events).await?;
             if accept(info.status()) {
                 return Ok(info);
             }

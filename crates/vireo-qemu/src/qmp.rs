@@ -199,6 +199,15 @@ impl EventSubscription {
             Ok(Err(broadcast::error::RecvError::Closed)) => Err(QemuError::QmpClosed),
         }
     }
+
+    /// An event that has already arrived, without waiting; `None` if there is none.
+    pub(crate) fn try_next(&mut self) -> Option<NextEvent> {
+        match self.receiver.try_recv() {
+            Ok(event) => Some(NextEvent::Event(event)),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => Some(NextEvent::Missed),
+            Err(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for QmpClient {

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::QemuError;
-use crate::migration::{Migrate, MigrateCancel, MigrateSetParameters, QueryMigrate};
+use crate::migration::{Migrate, MigrateCancel, MigrateSetParameters, MigrationEvents, QueryMigrate};
 use crate::paths::RuntimePaths;
 use crate::process::listen;
 use crate::qmp::QmpClient;
@@ -46,13 +46,15 @@ impl QmpClient {
         let listener = socket.listener().map_err(|source| QemuError::Listen { path: socket.path.clone(), source })?;
         let partial = PartialFile::create(file)?;
         let target = partial.file.try_clone().map_err(state_error)?;
+        let mut events = self.migration_events()?;
         self.start_migration(&socket.path).await?;
+        events.outgoing_started();
         // From here on, giving up (an error, or this future dropped) cancels the
         // migration, and QEMU resumes the guest.
         let mut cancel = CancelOnDrop { qmp: Some(self.clone()) };
         let mut receiving = AbortOnDrop(receive(listener, target));
 
-        if let Err(err) = self.wait_completed(deadline, timeout).await {
+        if let Err(err) = self.wait_completed(&mut events, deadline, timeout).await {
             cancel.qmp = None;
             if let Err(err) = self.cancel_migration(CANCEL_GRACE).await {
                 tracing::warn!(error = %err, "cannot cancel the save");
@@ -86,20 +88,26 @@ impl QmpClient {
     /// `spawn` already failed with `StartFailed` when that happened first.
     pub async fn wait_incoming(&self, timeout: Duration) -> Result<(), QemuError> {
         let deadline = Instant::now() + timeout;
+        let mut events = self.migration_events()?;
         // Before the stream is opened, query-migrate has no status yet; a VM that
         // is not `inmigrate` either was not started with `incoming` at all.
         if self.execute(&QueryMigrate {}).await?.status.is_none() && self.query_status().await?.status != "inmigrate" {
             let error = "QEMU is not receiving a saved state".to_string();
             return Err(QemuError::Migration { status: "none".into(), error });
         }
-        self.wait_completed(deadline, timeout).await
+        self.wait_completed(&mut events, deadline, timeout).await
     }
 
     /// Until the migration is `completed` (Ok), `failed` or `cancelled` (Err), or `deadline`
     /// passes (`MigrationTimeout` naming the whole `timeout`).
-    async fn wait_completed(&self, deadline: Instant, timeout: Duration) -> Result<(), QemuError> {
+    async fn wait_completed(
+        &self,
+        events: &mut MigrationEvents,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), QemuError> {
         let left = deadline.saturating_duration_since(Instant::now());
-        match self.wait_migration_status(left, |status| status == "completed").await {
+        match self.wait_migration_status(events, left, |status| status == "completed").await {
             Err(QemuError::MigrationTimeout { .. }) => Err(QemuError::MigrationTimeout { timeout }),
             other => other.map(drop),
         }

@@ -55,14 +55,18 @@ async fn a_guest_and_its_disk_move_to_another_qemu() {
         postcopy: false,
         pause_before_switchover: true,
     };
-    source.qmp.start_migration_to(&uri, &settings).await.expect("migrate");
-    source.qmp.wait_migration_status(TIMEOUT, |s| s == "pre-switchover").await.expect("pre-switchover");
+    let mut source_events = source.qmp.migration_events().unwrap();
+    let mut target_events = target.qmp.migration_events().unwrap();
+    source.qmp.start_migration_to(&mut source_events, &uri, &settings).await.expect("migrate");
+    let pre_switchover = |status: &str| status == "pre-switchover";
+    source.qmp.wait_migration_status(&mut source_events, TIMEOUT, pre_switchover).await.expect("pre-switchover");
     source.qmp.end_mirror("mirror-disk0", false, TIMEOUT).await.expect("end mirror");
     assert!(source.qmp.block_jobs().await.unwrap().is_empty());
     source.qmp.continue_migration().await.expect("migrate-continue");
-    let done = source.qmp.wait_migration_status(TIMEOUT, |s| s == "completed").await.expect("completed");
+    let completed = |status: &str| status == "completed";
+    let done = source.qmp.wait_migration_status(&mut source_events, TIMEOUT, completed).await.expect("completed");
     assert!(done.downtime.is_some() && done.total_time.is_some(), "{done:?}");
-    target.qmp.wait_migration_status(TIMEOUT, |s| s == "completed").await.expect("target completed");
+    target.qmp.wait_migration_status(&mut target_events, TIMEOUT, completed).await.expect("target completed");
     target.qmp.stop_nbd_server().await.expect("stop NBD");
     target.qmp.cont().await.expect("cont on target");
     assert_eq!(source.qmp.query_status().await.unwrap().status, "postmigrate");

@@ -47,6 +47,14 @@ pub enum ServerError {
     Storage { action: String, source: vireo_storage::StorageError },
     #[error("cannot {action}")]
     Network { action: String, source: vireo_net::NetError },
+    #[error("VM '{0}' has no migration on this host")]
+    NoMigration(String),
+    #[error("the destination refused VM '{vm}': {reason}")]
+    MigrationRefused { vm: String, reason: ApiError },
+    #[error("cannot reach the destination {url}: {reason}")]
+    DestinationUnreachable { url: String, reason: String },
+    #[error("migration of VM '{vm}' failed: {reason}")]
+    MigrationFailed { vm: String, reason: String },
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -104,6 +112,10 @@ impl ServerError {
             ServerError::Unsupported(_) => ErrorCode::Unsupported,
             ServerError::Storage { source, .. } => storage_code(source),
             ServerError::Network { .. } => ErrorCode::NetworkFailed,
+            ServerError::NoMigration(_) => ErrorCode::NotFound,
+            ServerError::MigrationRefused { .. } => ErrorCode::MigrationRefused,
+            ServerError::DestinationUnreachable { .. } => ErrorCode::DestinationUnreachable,
+            ServerError::MigrationFailed { .. } => ErrorCode::MigrationFailed,
             ServerError::Store(StoreError::NotFound(_)) => ErrorCode::VmNotFound,
             ServerError::Store(StoreError::Exists(_)) => ErrorCode::VmExists,
             ServerError::Io { .. } | ServerError::Internal(_) | ServerError::Store(_) => ErrorCode::Internal,

@@ -15,7 +15,7 @@ use nix::sys::stat::{Mode, umask};
 use tokio::net::{TcpListener, UnixListener};
 use vireo_store::SqliteStore;
 
-use crate::api::{AppState, require_token, router};
+use crate::api::{AppState, ServedOn, require_token, router};
 use crate::manager::VmManager;
 use crate::token::ApiToken;
 
@@ -58,7 +58,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(addr) = opts.listen {
         let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%addr, "serving on TCP (bearer token required)");
-        let app = app.layer(from_fn_with_state(token, require_token));
+        let app = app.layer(from_fn_with_state(token, require_token)).into_make_service_with_connect_info::<ServedOn>();
         servers.spawn(axum::serve(tcp, app).with_graceful_shutdown(shutdown_signal()).into_future());
     }
     while let Some(result) = servers.join_next().await {

@@ -71,6 +71,32 @@ pub struct ServeArgs {
     pub no_default_network: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    pub name: String,
+    /// The destination daemon's API address, e.g. http://10.0.0.6:7070
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// The destination daemon's API token (its DATA_DIR/api-token)
+    #[arg(long, env = "VIREO_TO_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub to_token: String,
+    /// Copy the VM's volumes to the destination (for storage the hosts do not share)
+    #[arg(long)]
+    pub copy_storage: bool,
+    /// Longest acceptable pause of the guest at switch-over, in milliseconds [default: 30]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub max_downtime: Option<u64>,
+    /// Limit the memory stream to this many MiB/s [default: no limit]
+    #[arg(long, value_name = "MIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub bandwidth: Option<u64>,
+    /// Switch to post-copy after the first pass over memory (converges for any guest)
+    #[arg(long)]
+    pub postcopy: bool,
+    /// Return once the migration runs instead of following it to the end
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum VmCommand {
     /// Define a VM from flags or from a TOML spec file; it starts out stopped
@@ -121,6 +147,10 @@ pub enum VmCommand {
     Save { name: String },
     /// Resume a saved VM where it was
     Restore { name: String },
+    /// Move a running VM to another vireo daemon while it keeps running
+    Migrate(MigrateArgs),
+    /// Cancel a migration under way; the VM keeps running here
+    MigrateCancel { name: String },
     /// Attach and detach disks, hot-plugging them into a running VM
     #[command(subcommand)]
     Disk(DiskCommand),

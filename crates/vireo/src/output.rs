@@ -8,7 +8,8 @@ use std::io::Write;
 
 use serde::Serialize;
 use vireo_api::{
-    CheckStatus, DiskAio, HostCheck, Lease, Network, NetworkMode, Pool, Snapshot, SnapshotKind, Vm, Volume,
+    CheckStatus, DiskAio, HostCheck, Lease, MigrationPhase, MigrationStatus, Network, NetworkMode, Pool, Snapshot,
+    SnapshotKind, Vm, Volume,
 };
 use vireo_core::spec::{disk_source, path_disk_format};
 
@@ -144,9 +145,42 @@ pub fn vm_details(vm: &Vm) -> String {
         lines.push((format!("nic[{index}]"), format!("{} on {} ({ip})", nic.mac, nic.network)));
     }
     lines.push(("console log".into(), spec.console.log_size.to_string()));
+    if let Some(migration) = &vm.migration {
+        lines.push(("migration".into(), format!("to {} since {}", migration.destination, migration.started_at)));
+        lines.push((String::new(), migration_progress(migration)));
+    }
     lines.push(("created".into(), vm.created_at.clone()));
     lines.push(("last error".into(), or_dash(vm.last_error.as_ref())));
     key_values(&lines)
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes >> 20
+}
+
+/// `web1: migrating, 120/256 MiB sent, 3 MiB left, dirty 1 MiB/s, downtime ~12 ms`
+pub fn migration_progress(status: &MigrationStatus) -> String {
+    let phase = status.phase.map(MigrationPhase::as_str).unwrap_or("starting");
+    let mut line = format!("{}: {phase}", status.vm);
+    if status.phase == Some(MigrationPhase::CopyingDisks) {
+        line.push_str(&format!(", disks {}/{} MiB", mib(status.disk_copied_bytes), mib(status.disk_total_bytes)));
+        return line;
+    }
+    if status.memory_total_bytes > 0 {
+        line.push_str(&format!(
+            ", {} MiB sent, {} MiB left, dirty {} MiB/s",
+            mib(status.memory_transferred_bytes),
+            mib(status.memory_remaining_bytes),
+            mib(status.dirty_rate_bytes_per_sec)
+        ));
+    }
+    if status.cpu_throttle_percent > 0 {
+        line.push_str(&format!(", vCPUs throttled {}%", status.cpu_throttle_percent));
+    }
+    if let Some(ms) = status.expected_downtime_ms {
+        line.push_str(&format!(", downtime ~{ms} ms"));
+    }
+    line
 }
 
 /// An enum value as the spec spells it, e.g. `io_uring`.
@@ -425,6 +459,7 @@ mod tests {
             created_at: "2025-01-01T00:00:00Z".into(),
             state_changed_at: "2025-01-01T00:01:00Z".into(),
             last_error: None,
+            migration: None,
         }
     }
 

@@ -28,6 +28,10 @@ impl Bar {
         Bar(bar)
     }
 
+    pub fn set_message(&self, message: String) {
+        self.0.set_message(message);
+    }
+
     /// Moves the bar to `fraction` (0.0 to 1.0) of the way.
     pub fn set(&self, fraction: f64) {
         self.0.set_position(steps(fraction));

@@ -8,6 +8,7 @@ mod auth;
 mod console;
 mod devices;
 mod host;
+mod migrations;
 mod networks;
 mod openapi;
 mod snapshots;
@@ -26,7 +27,9 @@ use serde::de::DeserializeOwned;
 use vireo_core::spec::parse_json;
 
 pub use auth::require_token;
+pub use migrations::ServedOn;
 pub use openapi::ApiDoc;
+pub(crate) use vms::rfc3339;
 
 use crate::error::ServerError;
 use crate::manager::VmManager;
@@ -53,6 +56,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vms/{name}/console", get(console::attach))
         .route("/v1/vms/{name}/save", post(vms::save))
         .route("/v1/vms/{name}/restore", post(vms::restore))
+        .route("/v1/vms/{name}/migrate", post(migrations::migrate))
+        .route("/v1/vms/{name}/migration", get(migrations::status))
+        .route("/v1/vms/{name}/migration/cancel", post(migrations::cancel))
+        .route("/v1/migrations/incoming", post(migrations::prepare_incoming))
+        .route("/v1/migrations/incoming/{name}", delete(migrations::abort_incoming))
+        .route("/v1/migrations/incoming/{name}/finish", post(migrations::finish_incoming))
         .route("/v1/vms/{name}/disks", post(devices::attach_disk))
         .route("/v1/vms/{name}/nics", post(devices::attach_nic))
         .route("/v1/vms/{name}/nics/{mac}", delete(devices::detach_nic))

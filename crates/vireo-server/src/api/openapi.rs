@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{console, devices, host, networks, snapshots, storage, vms};
+use super::{console, devices, host, migrations, networks, snapshots, storage, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,8 @@ use super::{console, devices, host, networks, snapshots, storage, vms};
         storage::list_pools, storage::create_pool, storage::show_pool, storage::delete_pool,
         storage::list_all_volumes, storage::list_volumes, storage::create_volume, storage::import_volume,
         storage::show_volume, storage::delete_volume, storage::clone_volume, storage::resize_volume,
+        migrations::migrate, migrations::status, migrations::cancel, migrations::prepare_incoming,
+        migrations::finish_incoming, migrations::abort_incoming,
         networks::list, networks::create, networks::show, networks::delete,
         host::check, document
     ),
@@ -25,6 +27,7 @@ use super::{console, devices, host, networks, snapshots, storage, vms};
     tags((name = "vms", description = "Virtual machines"), (name = "storage", description = "Storage pools and volumes"),
         (name = "snapshots", description = "VM snapshots"),
         (name = "networks", description = "Managed virtual networks"),
+        (name = "migration", description = "Live migration between hosts"),
         (name = "host", description = "The host"))
 )]
 pub struct ApiDoc;

@@ -19,7 +19,7 @@ use crate::error::ServerError;
 
 type ApiResult<T> = Result<T, ServerError>;
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(at).to_string()
 }
@@ -51,6 +51,7 @@ pub fn to_wire_with_leases(record: VmRecord, leases: &HashMap<String, Ipv4Addr>)
         state: record.state,
         spec: record.spec,
         last_error: record.last_error,
+        migration: None,
     }
 }
 
@@ -81,7 +82,9 @@ pub async fn create(
     responses((status = 200, body = Vm), (status = 404, body = ApiError)))]
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vm>> {
     let record = state.manager.get(&name).await?;
-    Ok(Json(to_wire_with_leases(record, &state.manager.leased_addresses().await?)))
+    let mut vm = to_wire_with_leases(record, &state.manager.leased_addresses().await?);
+    vm.migration = state.manager.active_migration(&name);
+    Ok(Json(vm))
 }
 
 #[utoipa::path(operation_id = "delete_vm", delete, path = "/v1/vms/{name}", tag = "vms", params(("name" = String, Path)),

@@ -32,6 +32,13 @@ impl SpecContext for HostView {
     }
 }
 
+impl HostView {
+    /// Counts a volume that is about to be created as existing.
+    pub fn add_volume(&mut self, pool: &str, name: &str) {
+        self.volumes.insert((pool.to_string(), name.to_string()));
+    }
+}
+
 impl VmManager {
     pub(super) async fn host_view(&self) -> Result<HostView, ServerError> {
         let volumes = self.store.list_volumes(None).await?;

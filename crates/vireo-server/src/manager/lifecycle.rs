@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vireo_api::{StopRequest, VmState};
 use vireo_core::{Action, RuntimeRecord, VmRecord};
-use vireo_qemu::{Launch, RuntimePaths};
+use vireo_qemu::{Incoming, Launch, RuntimePaths};
 
 use super::{Slot, VmManager, ensure};
 use crate::error::ServerError;
@@ -26,6 +26,9 @@ pub(super) enum StartMode {
     Restore(PathBuf),
     /// Start at the moment of a full snapshot.
     LoadSnapshot(String),
+    /// Receive the VM from another host (live migration); it stays `incoming`
+    /// until the migration's `finish` runs it.
+    Incoming,
 }
 
 fn qemu_error(name: &str, action: &'static str) -> impl FnOnce(vireo_qemu::QemuError) -> ServerError {
@@ -60,7 +63,8 @@ impl VmManager {
             // A fresh boot plugs every disk of the spec in from the start.
             record.disk_ports.clear();
         }
-        self.save_state(record, VmState::Starting).await?;
+        let transitional = if matches!(mode, StartMode::Incoming) { VmState::Incoming } else { VmState::Starting };
+        self.save_state(record, transitional).await?;
         let paths = RuntimePaths::new(self.vm_dir(&name));
         let disks = match self.resolve_disks(&record.spec.disks, &record.disk_ports).await {
             Ok(disks) => disks,
@@ -68,8 +72,9 @@ impl VmManager {
         };
         let (incoming, loadvm) = match &mode {
             StartMode::Boot => (None, None),
-            StartMode::Restore(file) => (Some(file.clone()), None),
+            StartMode::Restore(file) => (Some(Incoming::StateFile(file.clone())), None),
             StartMode::LoadSnapshot(tag) => (None, Some(tag.clone())),
+            StartMode::Incoming => (Some(Incoming::Migration), None),
         };
         let nics = match self.open_nics(&name, &record.spec.nics, &record.disk_ports).await {
             Ok(nics) => nics,
@@ -86,7 +91,7 @@ impl VmManager {
         record.runtime =
             Some(RuntimeRecord { pid, pid_start_ticks, accel: choice.accel, runtime_dir: paths.dir().to_path_buf() });
         record.last_error = None;
-        self.save_state(record, VmState::Starting).await?;
+        self.save_state(record, transitional).await?;
         let live = match self.attach(&name, process, &paths, record.spec.console.log_size.bytes()) {
             Ok(live) => live,
             Err(source) => {
@@ -96,6 +101,7 @@ impl VmManager {
             }
         };
         let resumed = match &mode {
+            StartMode::Incoming => return Ok(()),
             StartMode::Restore(_) => {
                 let loaded = live.qmp.wait_incoming(RESTORE_TIMEOUT).await.map_err(qemu_error(&name, "restore"));
                 match loaded {

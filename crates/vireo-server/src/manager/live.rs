@@ -122,6 +122,10 @@ impl VmManager {
         if record.runtime.as_ref().is_none_or(|r| r.pid != pid) {
             return;
         }
+        if record.state == VmState::Incoming {
+            // The migration stream broke or the source gave up: nothing of it may stay.
+            return self.discard_incoming(&slot, &record).await;
+        }
         slot.set_live(None);
         record.runtime = None;
         let state = match crash {

@@ -7,8 +7,10 @@
 //! daemon recovers from after a restart (see `recover`).
 
 mod disks;
+mod incoming;
 mod lifecycle;
 mod live;
+mod migration;
 mod network;
 mod recover;
 mod snapshots;
@@ -46,6 +48,10 @@ pub struct VmManager {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Serialises volume changes with the checks that guard them (is it in use? is the name free?).
     storage: tokio::sync::Mutex<()>,
+    /// `qemu --version`, read once: migrations need the same QEMU on both sides.
+    qemu_version: tokio::sync::OnceCell<String>,
+    /// The latest outgoing migration of each VM.
+    migrations: migration::Migrations,
 }
 
 /// Per-VM coordination. Slots are never removed, so a name always maps to the same lock.
@@ -88,6 +94,8 @@ impl VmManager {
             network_lock: tokio::sync::Mutex::default(),
             slots: Mutex::default(),
             storage: tokio::sync::Mutex::default(),
+            qemu_version: tokio::sync::OnceCell::new(),
+            migrations: migration::Migrations::default(),
         })
     }
 

@@ -33,6 +33,12 @@ impl VmManager {
         let slot = self.slot(&record.name);
         let _job = slot.job.lock().await;
         let paths = RuntimePaths::new(self.vm_dir(&record.name));
+        if record.state == VmState::Incoming {
+            // Whatever the source did meanwhile, it no longer counts on this half-received VM.
+            kill_unrecorded_qemu(&paths);
+            self.discard_incoming(&slot, &record).await;
+            return Ok(());
+        }
         let Some(runtime) = record.runtime.clone() else {
             // The daemon died between marking the VM starting and recording
             // its QEMU: a paused QEMU may exist that nobody knows of.
@@ -52,12 +58,18 @@ impl VmManager {
             record.runtime = None;
             let state = if record.state == VmState::Stopping {
                 VmState::Stopped
+            } else if record.state == VmState::Migrating {
+                record.last_error = Some("QEMU exited during a migration; the VM may run on the destination".into());
+                VmState::Crashed
             } else {
                 record.last_error = Some("QEMU exited while the daemon was not running".into());
                 VmState::Crashed
             };
             return self.save_state(&mut record, state).await;
         };
+        if record.state == VmState::Migrating {
+            self.abandon_migration(&record, &live).await;
+        }
         let state = match live.qmp.query_status().await {
             Ok(status) if status.running => VmState::Running,
             // The previous daemon died between spawning QEMU and letting it run.
@@ -65,7 +77,16 @@ impl VmManager {
                 Ok(()) => VmState::Running,
                 Err(_) => VmState::Paused,
             },
-            Ok(_) => VmState::Paused,
+            Ok(status) => {
+                if status.status == "postmigrate" {
+                    record.last_error = Some(
+                        "the daemon restarted during a migration that had completed: the VM may run on the \
+                         destination; check there before resuming it here"
+                            .into(),
+                    );
+                }
+                VmState::Paused
+            }
             Err(err) => {
                 tracing::warn!(vm = %record.name, error = %err, "cannot query re-attached QEMU");
                 record.state

@@ -33,7 +33,7 @@ pub struct VolumeStatus {
     pub used_by: Vec<String>,
 }
 
-fn driver(pool: &PoolRecord) -> Box<dyn PoolDriver> {
+pub(super) fn driver(pool: &PoolRecord) -> Box<dyn PoolDriver> {
     match pool.pool_type {
         PoolType::Dir => Box::new(DirPool::new(pool.path.clone())),
     }
@@ -116,7 +116,7 @@ impl VmManager {
         self.pool_status(record).await
     }
 
-    async fn load_pool(&self, name: &str) -> Result<PoolRecord, ServerError> {
+    pub(super) async fn load_pool(&self, name: &str) -> Result<PoolRecord, ServerError> {
         self.store
             .get_pool(name)
             .await?
@@ -160,7 +160,7 @@ impl VmManager {
         Ok(())
     }
 
-    async fn load_volume(&self, pool: &str, name: &str) -> Result<VolumeRecord, ServerError> {
+    pub(super) async fn load_volume(&self, pool: &str, name: &str) -> Result<VolumeRecord, ServerError> {
         self.store
             .get_volume(pool, name)
             .await?
@@ -220,7 +220,7 @@ impl VmManager {
     }
 
     /// Records a volume the driver made; if that fails, the file goes again so nothing half-made stays.
-    async fn record_volume(
+    pub(super) async fn record_volume(
         &self,
         pool: &PoolRecord,
         info: VolumeInfo,
@@ -387,5 +387,21 @@ impl VmManager {
         let record = self.load_volume(pool, name).await?;
         let pool = self.load_pool(pool).await?;
         Ok((pool.path.join(&record.name), record.format))
+    }
+
+    /// Drops a volume from the store, deleting its file too when `delete_file`;
+    /// no check for users: for volumes that move with a migrating VM.
+    pub(super) async fn forget_volume(&self, pool: &str, name: &str, delete_file: bool) -> Result<(), ServerError> {
+        let _storage = self.storage.lock().await;
+        let pool = self.load_pool(pool).await?;
+        if delete_file {
+            driver(&pool)
+                .delete_volume(name)
+                .await
+                .map_err(storage_error(format!("delete volume {}/{name}", pool.name)))?;
+        }
+        self.store.delete_volume(&pool.name, name).await?;
+        tracing::info!(pool = %pool.name, volume = name, file_deleted = delete_file, "volume released");
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into client calls and output.
 
 mod host;
+mod migrate;
 mod net;
 mod pool;
 mod serve;

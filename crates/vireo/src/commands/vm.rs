@@ -61,6 +61,8 @@ pub async fn run(command: VmCommand, endpoint: Endpoint) -> anyhow::Result<()> {
         VmCommand::Restore { name } => {
             confirm(progress::spin(format!("restoring {name}"), client.restore_vm(&name)).await?)
         }
+        VmCommand::Migrate(args) => super::migrate::migrate(&client, args).await,
+        VmCommand::MigrateCancel { name } => super::migrate::cancel(&client, &name).await,
         VmCommand::Disk(DiskCommand::Attach { vm, disk }) => {
             let disk = spec_args::disk_to_attach(&disk, &current_dir()?, file_check).map_err(anyhow::Error::msg)?;
             let attached = client.attach_disk(&vm, &disk).await?;
