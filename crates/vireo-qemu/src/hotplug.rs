@@ -27,7 +27,7 @@ use crate::argv::{
     hotplug_port_id,
 };
 use crate::error::QemuError;
-use crate::qmp::{NextEvent, QmpClient, QmpCommand};
+use crate::qmp::{NextEvent, QmpClient, QmpCommand, qmp_command};
 
 /// A disk attached to the VM, as QEMU reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,15 +343,11 @@ impl<T: Serialize> QmpCommand for BlockdevAdd<'_, T> {
     type Reply = IgnoredAny;
 }
 
-#[derive(Serialize)]
-struct BlockdevDel<'a> {
-    #[serde(rename = "node-name")]
-    node_name: &'a str,
-}
-
-impl QmpCommand for BlockdevDel<'_> {
-    const NAME: &'static str = "blockdev-del";
-    type Reply = IgnoredAny;
+qmp_command! {
+    pub(crate) struct BlockdevDel<'a> {
+        #[serde(rename = "node-name")]
+        pub(crate) node_name: &'a str,
+    } => "blockdev-del" -> IgnoredAny
 }
 
 #[derive(Serialize)]
@@ -363,84 +359,56 @@ impl<T: Serialize> QmpCommand for DeviceAdd<'_, T> {
     type Reply = IgnoredAny;
 }
 
-/// `getfd`: the descriptor comes with the command (SCM_RIGHTS).
-#[derive(Serialize)]
-pub(crate) struct GetFd<'a> {
-    pub(crate) fdname: &'a str,
+qmp_command! {
+    /// `getfd`: the descriptor comes with the command (SCM_RIGHTS).
+    pub(crate) struct GetFd<'a> {
+        pub(crate) fdname: &'a str,
+    } => "getfd" -> IgnoredAny
 }
 
-impl QmpCommand for GetFd<'_> {
-    const NAME: &'static str = "getfd";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct CloseFd<'a> {
+        fdname: &'a str,
+    } => "closefd" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-struct CloseFd<'a> {
-    fdname: &'a str,
+qmp_command! {
+    struct NetdevAdd<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fd: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vhost: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vhostfd: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        restrict: Option<bool>,
+    } => "netdev_add" -> IgnoredAny
 }
 
-impl QmpCommand for CloseFd<'_> {
-    const NAME: &'static str = "closefd";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct NetdevDel<'a> {
+        id: &'a str,
+    } => "netdev_del" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-struct NetdevAdd<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fd: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vhost: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vhostfd: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    restrict: Option<bool>,
+qmp_command! {
+    struct QomGet<'a> {
+        path: &'a str,
+        property: &'a str,
+    } => "qom-get" -> String
 }
 
-impl QmpCommand for NetdevAdd<'_> {
-    const NAME: &'static str = "netdev_add";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct DeviceDel<'a> {
+        id: &'a str,
+    } => "device_del" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-struct NetdevDel<'a> {
-    id: &'a str,
-}
-
-impl QmpCommand for NetdevDel<'_> {
-    const NAME: &'static str = "netdev_del";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct QomGet<'a> {
-    path: &'a str,
-    property: &'a str,
-}
-
-impl QmpCommand for QomGet<'_> {
-    const NAME: &'static str = "qom-get";
-    type Reply = String;
-}
-
-#[derive(Serialize)]
-struct DeviceDel<'a> {
-    id: &'a str,
-}
-
-impl QmpCommand for DeviceDel<'_> {
-    const NAME: &'static str = "device_del";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct QueryPci {}
-
-impl QmpCommand for QueryPci {
-    const NAME: &'static str = "query-pci";
-    type Reply = Vec<PciBusInfo>;
+qmp_command! {
+    struct QueryPci {} => "query-pci" -> Vec<PciBusInfo>
 }
 
 #[derive(Deserialize)]
@@ -471,12 +439,8 @@ struct PciBridgeInfo {
     devices: Vec<PciDeviceInfo>,
 }
 
-#[derive(Serialize)]
-struct QueryBlock {}
-
-impl QmpCommand for QueryBlock {
-    const NAME: &'static str = "query-block";
-    type Reply = Vec<BlockInfo>;
+qmp_command! {
+    struct QueryBlock {} => "query-block" -> Vec<BlockInfo>
 }
 
 #[derive(Deserialize)]
@@ -492,14 +456,10 @@ struct BlockDeviceInfo {
     file: String,
 }
 
-#[derive(Serialize)]
-struct QueryNamedBlockNodes {
-    flat: bool,
-}
-
-impl QmpCommand for QueryNamedBlockNodes {
-    const NAME: &'static str = "query-named-block-nodes";
-    type Reply = Vec<NamedBlockNode>;
+qmp_command! {
+    struct QueryNamedBlockNodes {
+        flat: bool,
+    } => "query-named-block-nodes" -> Vec<NamedBlockNode>
 }
 
 #[derive(Deserialize)]

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::error::QemuError;
-use crate::hotplug::GetFd;
-use crate::qmp::{EventSubscription, NextEvent, QmpClient, QmpCommand};
+use crate::hotplug::{BlockdevDel, GetFd};
+use crate::qmp::{EventSubscription, NextEvent, QmpClient, qmp_command};
 
 /// How a memory migration runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -381,9 +381,10 @@ fn mirror_target_node(job: &str) -> String {
     format!("{job}-nbd")
 }
 
-#[derive(Serialize)]
-pub(crate) struct MigrateSetCapabilities {
-    capabilities: Vec<MigrationCapability>,
+qmp_command! {
+    pub(crate) struct MigrateSetCapabilities {
+        capabilities: Vec<MigrationCapability>,
+    } => "migrate-set-capabilities" -> IgnoredAny
 }
 
 #[derive(Serialize)]
@@ -392,166 +393,94 @@ struct MigrationCapability {
     state: bool,
 }
 
-impl QmpCommand for MigrateSetCapabilities {
-    const NAME: &'static str = "migrate-set-capabilities";
-    type Reply = IgnoredAny;
+qmp_command! {
+    pub(crate) struct MigrateSetParameters {
+        #[serde(rename = "max-bandwidth")]
+        pub(crate) max_bandwidth: u64,
+        #[serde(rename = "downtime-limit", skip_serializing_if = "Option::is_none")]
+        pub(crate) downtime_limit: Option<u64>,
+    } => "migrate-set-parameters" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-pub(crate) struct MigrateSetParameters {
-    #[serde(rename = "max-bandwidth")]
-    pub(crate) max_bandwidth: u64,
-    #[serde(rename = "downtime-limit", skip_serializing_if = "Option::is_none")]
-    pub(crate) downtime_limit: Option<u64>,
+qmp_command! {
+    pub(crate) struct Migrate {
+        pub(crate) uri: String,
+    } => "migrate" -> IgnoredAny
 }
 
-impl QmpCommand for MigrateSetParameters {
-    const NAME: &'static str = "migrate-set-parameters";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct MigrateIncoming {
+        uri: String,
+    } => "migrate-incoming" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-pub(crate) struct Migrate {
-    pub(crate) uri: String,
+qmp_command! {
+    pub(crate) struct MigrateCancel {} => "migrate_cancel" -> IgnoredAny
 }
 
-impl QmpCommand for Migrate {
-    const NAME: &'static str = "migrate";
-    type Reply = IgnoredAny;
+qmp_command! {
+    pub(crate) struct QueryMigrate {} => "query-migrate" -> MigrationInfo
 }
 
-#[derive(Serialize)]
-struct MigrateIncoming {
-    uri: String,
+qmp_command! {
+    struct MigrateStartPostcopy {} => "migrate-start-postcopy" -> IgnoredAny
 }
 
-impl QmpCommand for MigrateIncoming {
-    const NAME: &'static str = "migrate-incoming";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct MigrateContinue {
+        state: &'static str,
+    } => "migrate-continue" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-pub(crate) struct MigrateCancel {}
-
-impl QmpCommand for MigrateCancel {
-    const NAME: &'static str = "migrate_cancel";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct NbdServerStart {
+        addr: serde_json::Value,
+    } => "nbd-server-start" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-pub(crate) struct QueryMigrate {}
-
-impl QmpCommand for QueryMigrate {
-    const NAME: &'static str = "query-migrate";
-    type Reply = MigrationInfo;
+qmp_command! {
+    struct NbdServerAdd<'a> {
+        device: &'a str,
+        name: &'a str,
+        writable: bool,
+    } => "nbd-server-add" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-struct MigrateStartPostcopy {}
-
-impl QmpCommand for MigrateStartPostcopy {
-    const NAME: &'static str = "migrate-start-postcopy";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct NbdServerStop {} => "nbd-server-stop" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-struct MigrateContinue {
-    state: &'static str,
+qmp_command! {
+    struct BlockdevAddNbd<'a> {
+        driver: &'static str,
+        #[serde(rename = "node-name")]
+        node_name: &'a str,
+        server: serde_json::Value,
+        export: &'a str,
+    } => "blockdev-add" -> IgnoredAny
 }
 
-impl QmpCommand for MigrateContinue {
-    const NAME: &'static str = "migrate-continue";
-    type Reply = IgnoredAny;
+qmp_command! {
+    #[serde(rename_all = "kebab-case")]
+    struct BlockdevMirror<'a> {
+        job_id: &'a str,
+        device: &'a str,
+        target: &'a str,
+        sync: &'static str,
+        copy_mode: &'static str,
+        auto_dismiss: bool,
+    } => "blockdev-mirror" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-struct NbdServerStart {
-    addr: serde_json::Value,
+qmp_command! {
+    struct QueryBlockJobs {} => "query-block-jobs" -> Vec<BlockJob>
 }
 
-impl QmpCommand for NbdServerStart {
-    const NAME: &'static str = "nbd-server-start";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct NbdServerAdd<'a> {
-    device: &'a str,
-    name: &'a str,
-    writable: bool,
-}
-
-impl QmpCommand for NbdServerAdd<'_> {
-    const NAME: &'static str = "nbd-server-add";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct NbdServerStop {}
-
-impl QmpCommand for NbdServerStop {
-    const NAME: &'static str = "nbd-server-stop";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct BlockdevAddNbd<'a> {
-    driver: &'static str,
-    #[serde(rename = "node-name")]
-    node_name: &'a str,
-    server: serde_json::Value,
-    export: &'a str,
-}
-
-impl QmpCommand for BlockdevAddNbd<'_> {
-    const NAME: &'static str = "blockdev-add";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct BlockdevDel<'a> {
-    #[serde(rename = "node-name")]
-    node_name: &'a str,
-}
-
-impl QmpCommand for BlockdevDel<'_> {
-    const NAME: &'static str = "blockdev-del";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct BlockdevMirror<'a> {
-    job_id: &'a str,
-    device: &'a str,
-    target: &'a str,
-    sync: &'static str,
-    copy_mode: &'static str,
-    auto_dismiss: bool,
-}
-
-impl QmpCommand for BlockdevMirror<'_> {
-    const NAME: &'static str = "blockdev-mirror";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct QueryBlockJobs {}
-
-impl QmpCommand for QueryBlockJobs {
-    const NAME: &'static str = "query-block-jobs";
-    type Reply = Vec<BlockJob>;
-}
-
-#[derive(Serialize)]
-struct BlockJobCancel<'a> {
-    device: &'a str,
-    force: bool,
-}
-
-impl QmpCommand for BlockJobCancel<'_> {
-    const NAME: &'static str = "block-job-cancel";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct BlockJobCancel<'a> {
+        device: &'a str,
+        force: bool,
+    } => "block-job-cancel" -> IgnoredAny
 }
 
 #[cfg(test)]

@@ -75,6 +75,22 @@ pub trait QmpCommand: Serialize {
     type Reply: DeserializeOwned;
 }
 
+/// Declares a typed QMP command: a struct whose fields are the command's
+/// arguments, then `=> "command-name" -> ReplyType`.
+macro_rules! qmp_command {
+    ($(#[$attr:meta])* $vis:vis struct $ty:ident $(<$lt:lifetime>)? { $($field:tt)* } => $name:literal -> $reply:ty) => {
+        #[derive(serde::Serialize)]
+        $(#[$attr])*
+        $vis struct $ty $(<$lt>)? { $($field)* }
+
+        impl $(<$lt>)? $crate::qmp::QmpCommand for $ty $(<$lt>)? {
+            const NAME: &'static str = $name;
+            type Reply = $reply;
+        }
+    };
+}
+pub(crate) use qmp_command;
+
 macro_rules! simple_command {
     ($(#[$doc:meta])* $ty:ident, $name:literal, $reply:ty) => {
         $(#[$doc])*

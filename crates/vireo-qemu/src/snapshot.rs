@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::error::QemuError;
-use crate::qmp::{NextEvent, QmpClient, QmpCommand, RunStatus};
+use crate::qmp::{NextEvent, QmpClient, QmpCommand, RunStatus, qmp_command};
 
 /// Prefix of the ids of the jobs this driver starts.
 const JOB_PREFIX: &str = "vireo-";
@@ -139,53 +139,37 @@ fn job_id(kind: &str) -> String {
     format!("{JOB_PREFIX}{kind}-{ms}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-#[derive(Serialize)]
-struct SnapshotSave<'a> {
-    #[serde(rename = "job-id")]
-    job_id: &'a str,
-    tag: &'a str,
-    vmstate: &'a str,
-    devices: &'a [String],
+qmp_command! {
+    struct SnapshotSave<'a> {
+        #[serde(rename = "job-id")]
+        job_id: &'a str,
+        tag: &'a str,
+        vmstate: &'a str,
+        devices: &'a [String],
+    } => "snapshot-save" -> IgnoredAny
 }
 
-impl QmpCommand for SnapshotSave<'_> {
-    const NAME: &'static str = "snapshot-save";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct SnapshotLoad<'a> {
+        #[serde(rename = "job-id")]
+        job_id: &'a str,
+        tag: &'a str,
+        vmstate: &'a str,
+        devices: &'a [String],
+    } => "snapshot-load" -> IgnoredAny
 }
 
-#[derive(Serialize)]
-struct SnapshotLoad<'a> {
-    #[serde(rename = "job-id")]
-    job_id: &'a str,
-    tag: &'a str,
-    vmstate: &'a str,
-    devices: &'a [String],
+qmp_command! {
+    struct SnapshotDelete<'a> {
+        #[serde(rename = "job-id")]
+        job_id: &'a str,
+        tag: &'a str,
+        devices: &'a [String],
+    } => "snapshot-delete" -> IgnoredAny
 }
 
-impl QmpCommand for SnapshotLoad<'_> {
-    const NAME: &'static str = "snapshot-load";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct SnapshotDelete<'a> {
-    #[serde(rename = "job-id")]
-    job_id: &'a str,
-    tag: &'a str,
-    devices: &'a [String],
-}
-
-impl QmpCommand for SnapshotDelete<'_> {
-    const NAME: &'static str = "snapshot-delete";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct QueryJobs {}
-
-impl QmpCommand for QueryJobs {
-    const NAME: &'static str = "query-jobs";
-    type Reply = Vec<JobInfo>;
+qmp_command! {
+    struct QueryJobs {} => "query-jobs" -> Vec<JobInfo>
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,24 +179,16 @@ struct JobInfo {
     error: Option<String>,
 }
 
-#[derive(Serialize)]
-struct JobDismiss<'a> {
-    id: &'a str,
+qmp_command! {
+    struct JobDismiss<'a> {
+        id: &'a str,
+    } => "job-dismiss" -> IgnoredAny
 }
 
-impl QmpCommand for JobDismiss<'_> {
-    const NAME: &'static str = "job-dismiss";
-    type Reply = IgnoredAny;
-}
-
-#[derive(Serialize)]
-struct Transaction<'a> {
-    actions: Vec<TransactionAction<'a>>,
-}
-
-impl QmpCommand for Transaction<'_> {
-    const NAME: &'static str = "transaction";
-    type Reply = IgnoredAny;
+qmp_command! {
+    struct Transaction<'a> {
+        actions: Vec<TransactionAction<'a>>,
+    } => "transaction" -> IgnoredAny
 }
 
 #[derive(Serialize)]
