@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs Vireo's benchmarks and rewrites docs/benchmarks.md with the figures:
 # start → marker through the daemon against plain QEMU, the daemon with 1000
-# defined VMs, and snapshots, save/restore (against raw QMP on a plain QEMU)
-# and linked clones. Installs what is missing, builds the test guest and the
-# release binaries first. Extra arguments go to vireo-bench, e.g.
+# defined VMs, snapshots, save/restore (against raw QMP on a plain QEMU),
+# linked clones, and live migration between two daemons (against two plain
+# QEMUs with QEMU's defaults). Installs what is missing, builds the test guest
+# and the release binaries first. Extra arguments go to vireo-bench, e.g.
 #
 #   scripts/bench.sh                 # the real benchmark (several minutes under TCG)
-#   scripts/bench.sh --quick         # smoke test: 2 boot runs, 100 VMs, 1 snapshot run; does not touch docs/
+#   scripts/bench.sh --quick         # smoke test: 2 boot runs, 100 VMs, 1 snapshot run, 1 migration; does not touch docs/
 #
 # Machine-readable results: target/vireo-bench/results.json.
 set -euo pipefail

@@ -10,7 +10,7 @@ use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use serde::Serialize;
 use std::os::fd::AsRawFd;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use vireo_api::{Accel, ByteSize, StopRequest, VmSpec};
+use vireo_api::{Accel, ByteSize, DiskFormat, StopRequest, VmSpec, VolumeCreate};
 use vireo_client::Client;
 
 use crate::daemon::PrivateDaemon;
@@ -54,6 +54,14 @@ impl Guest {
         serde_json::from_value(spec).expect("the bench's VM spec matches the API's VmSpec")
     }
 
+    /// [`Guest::spec`] with `volume` (`POOL/NAME`) as its disk.
+    pub fn spec_with_volume(&self, name: &str, volume: &str) -> VmSpec {
+        let mut spec = self.spec(name);
+        let disk = serde_json::json!({ "volume": volume });
+        spec.disks.push(serde_json::from_value(disk).expect("a volume disk is a valid DiskSpec"));
+        spec
+    }
+
     /// The hand-written QEMU command line the daemon is compared with.
     pub fn plain_qemu_args(&self) -> Vec<String> {
         let mut args: Vec<String> = [
@@ -77,6 +85,36 @@ impl Guest {
         args.extend(["-append".into(), CMDLINE.into()]);
         args
     }
+}
+
+/// A qcow2 volume to create as a VM's disk.
+pub struct VolumeDisk<'a> {
+    pub pool: &'a str,
+    pub volume: &'a str,
+    pub mib: u64,
+}
+
+/// Creates `disk` and VM `name` with it as its disk, starts the VM and waits for the marker
+/// on its console (nothing of it timed).
+pub(crate) async fn boot_with_volume(
+    client: &Client,
+    guest: &Guest,
+    name: &str,
+    disk: &VolumeDisk<'_>,
+) -> anyhow::Result<()> {
+    let volume =
+        VolumeCreate { name: disk.volume.into(), size: ByteSize::mib(disk.mib), format: Some(DiskFormat::Qcow2) };
+    client.create_volume(disk.pool, &volume).await.context("cannot create the disk volume")?;
+    let spec = guest.spec_with_volume(name, &format!("{}/{}", disk.pool, disk.volume));
+    client.create_vm(&spec).await.context("cannot define the VM")?;
+    client.start_vm(name).await.context("cannot start the VM")?;
+    let mut console = client.console(name).await.context("cannot attach the console")?;
+    let logs = client.vm_logs(name, None).await.context("cannot read the console log")?;
+    if !contains(&logs, MARKER.as_bytes()) {
+        console.read_until(MARKER.as_bytes(), BOOT_TIMEOUT).await.context("the guest never got ready")?;
+    }
+    let _ = console.close().await;
+    Ok(())
 }
 
 /// Where the marker was first seen in a run through the daemon.
@@ -202,8 +240,7 @@ pub async fn run(
     let mut vireo = Vec::new();
     let mut plain = Vec::new();
     for i in 0..warmup + runs {
-        let label =
-            if i < warmup { format!("warm-up {}/{warmup}", i + 1) } else { format!("{}/{runs}", i - warmup + 1) };
+        let label = run_label(i, warmup, runs);
         let name = if i < warmup { format!("boot-warmup-{}", i + 1) } else { format!("boot-{}", i - warmup + 1) };
         let through_daemon =
             vireo_run(&client, daemon, guest, &name).await.with_context(|| format!("vireo run {label}"))?;
@@ -223,6 +260,11 @@ pub async fn run(
     }
     eprintln!("vireo-bench: QEMU start-up alone (spawn → QMP ready): {:.0?}", startup);
     summarize(guest, vireo, plain, &startup, warmup)
+}
+
+/// `warm-up 1/1`, then `1/5`, `2/5`, … for run `i` (from 0) of `warmup` + `runs`.
+pub(crate) fn run_label(i: usize, warmup: usize, runs: usize) -> String {
+    if i < warmup { format!("warm-up {}/{warmup}", i + 1) } else { format!("{}/{runs}", i - warmup + 1) }
 }
 
 pub(crate) fn summarize(
@@ -488,6 +530,14 @@ mod tests {
         let spec = guest.spec("boot-1");
         assert_eq!((spec.vcpus, spec.memory, spec.accel), (1, ByteSize::mib(256), Accel::Tcg));
         assert_eq!(spec.boot.cmdline.as_deref(), Some("console=ttyS0 quiet"));
+    }
+
+    #[test]
+    fn the_vm_has_the_volume_as_its_disk() {
+        let guest = Guest { kernel: "/g/vmlinuz".into(), initrd: "/g/initramfs.img".into() };
+        let spec = guest.spec_with_volume("snap", "default/snap-disk");
+        assert_eq!(spec.disks.len(), 1);
+        assert_eq!(spec.disks[0].volume.as_deref(), Some("default/snap-disk"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! directory, and the clean-up of every process the bench caused.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,37 +26,58 @@ pub struct PrivateDaemon {
     pub pid: u32,
     pub data_dir: PathBuf,
     pub socket: PathBuf,
+    /// Where it also serves the API over TCP (`--listen`), if it does.
+    pub listen: Option<SocketAddr>,
 }
 
 impl PrivateDaemon {
-    /// Starts `vireo serve` on `data_dir` (created if missing) with `qemu` as its QEMU,
-    /// and returns once the API answers.
-    pub async fn start(vireo: &Path, qemu: &Path, data_dir: PathBuf) -> anyhow::Result<PrivateDaemon> {
+    /// Starts `vireo serve` on `data_dir` (created if missing) with `qemu` as its QEMU, also
+    /// serving the API over TCP on `listen` if given, and returns once the API answers.
+    pub async fn start(
+        vireo: &Path,
+        qemu: &Path,
+        data_dir: PathBuf,
+        listen: Option<SocketAddr>,
+    ) -> anyhow::Result<PrivateDaemon> {
         std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let socket = data_dir.join("vireo.sock");
         let log_path = data_dir.join("daemon.log");
         let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = Command::new(vireo)
+        let mut command = Command::new(vireo);
+        command
             .arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--socket")
             .arg(&socket)
             // The bench runs on the host's own network namespace: no bridges, dnsmasq or nftables there.
-            .arg("--no-default-network")
+            .arg("--no-default-network");
+        if let Some(addr) = listen {
+            command.arg("--listen").arg(addr.to_string());
+        }
+        let child = command
             .env("VIREO_QEMU", qemu)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot run {} serve", vireo.display()))?;
-        let mut daemon = PrivateDaemon { pid: child.id(), child: Some(child), data_dir, socket };
+        let mut daemon = PrivateDaemon { pid: child.id(), child: Some(child), data_dir, socket, listen };
         daemon.wait_ready().await?;
         Ok(daemon)
     }
 
     pub fn client(&self) -> Client {
         Client::new(Endpoint::Unix(self.socket.clone()))
+    }
+
+    /// The TCP address of the API, `http://ADDR:PORT`, and its token (DATA_DIR/api-token),
+    /// as another daemon reaches this one.
+    pub fn remote(&self) -> anyhow::Result<(String, String)> {
+        let addr = self.listen.context("the daemon was started without --listen")?;
+        let path = self.data_dir.join("api-token");
+        let token = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok((format!("http://{addr}"), token.trim().to_string()))
     }
 
     /// Ready once `GET /v1/vms` answers; polling is fine for a benchmark harness.

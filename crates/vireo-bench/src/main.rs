@@ -5,15 +5,18 @@
 //! through vireo-client and the real CLI binary. Start → marker is compared
 //! with the same guest run by plain QEMU by hand; the scale benchmark defines
 //! many VMs and times listing them; snapshots and save/restore through the
-//! API are compared with the same operations in raw QMP on a plain QEMU, and
-//! linked clones are timed for small and large bases. It must not reach into
-//! the daemon's internals: only the API, the CLI, what /proc says about
-//! processes, and the QMP log the daemon writes for each VM.
+//! API are compared with the same operations in raw QMP on a plain QEMU,
+//! linked clones are timed for small and large bases, and a live migration
+//! between two daemons is compared with one between two plain QEMUs. It must
+//! not reach into the daemon's internals: only the API, the CLI, what /proc
+//! says about processes, and the QMP log the daemon writes for each VM.
 //! Everything it starts (daemons, QEMUs) is stopped again, also on Ctrl-C.
 
 mod boot;
 mod daemon;
 mod machine;
+mod migration;
+mod plain;
 mod procfs;
 mod qmp;
 mod report;
@@ -35,22 +38,26 @@ use crate::report::Results;
 #[derive(Debug, Parser)]
 #[command(
     name = "vireo-bench",
-    about = "Benchmark vireo: start → marker and snapshots/save/restore against plain QEMU, 1000 defined VMs, \
-             linked clones"
+    about = "Benchmark vireo: start → marker, snapshots/save/restore and live migration against plain QEMU, \
+             1000 defined VMs, linked clones"
 )]
 struct Args {
-    /// Smoke test: 2 boot runs, 100 VMs, 1 snapshot run (unless --runs / --vms / --snapshot-runs say otherwise)
+    /// Smoke test: 2 boot runs, 100 VMs, 1 snapshot run, 1 migration (unless --runs / --vms / --snapshot-runs /
+    /// --migration-runs say otherwise)
     #[arg(long)]
     quick: bool,
     /// Start → marker runs of each side [default: 7, --quick: 2]
     #[arg(long, value_name = "N")]
     runs: Option<usize>,
-    /// Unrecorded warm-up pairs before the start → marker runs, the snapshot runs and the clone runs
+    /// Unrecorded warm-up pairs before the start → marker runs, the snapshot runs, the clone runs and the migrations
     #[arg(long, value_name = "N", default_value_t = 1)]
     warmup: usize,
     /// Runs of each snapshot, save/restore and clone measurement [default: 5, --quick: 1]
     #[arg(long, value_name = "N")]
     snapshot_runs: Option<usize>,
+    /// Live migrations on each side (vireo A → B, B → A, …; plain QEMU likewise) [default: 5, --quick: 1]
+    #[arg(long, value_name = "N")]
+    migration_runs: Option<usize>,
     /// VMs to define for the scale benchmark [default: 1000, --quick: 100]
     #[arg(long, value_name = "N")]
     vms: Option<usize>,
@@ -85,6 +92,7 @@ enum Bench {
     Boot,
     Scale,
     Snapshots,
+    Migration,
 }
 
 #[tokio::main]
@@ -145,7 +153,12 @@ async fn run(args: &Args, work: &Path) -> anyhow::Result<Results> {
     let guest = Guest::in_dir(&args.guest_dir)?;
     let runs = args.runs.unwrap_or(if args.quick { 2 } else { 7 });
     let vms = args.vms.unwrap_or(if args.quick { 100 } else { 1000 });
-    let counts = Counts { runs, vms, snapshot_runs: args.snapshot_runs.unwrap_or(if args.quick { 1 } else { 5 }) };
+    let counts = Counts {
+        runs,
+        vms,
+        snapshot_runs: args.snapshot_runs.unwrap_or(if args.quick { 1 } else { 5 }),
+        migration_runs: args.migration_runs.unwrap_or(if args.quick { 1 } else { 5 }),
+    };
     measure(args, &date, &vireo, &qemu, &guest, counts, work).await
 }
 
@@ -154,6 +167,7 @@ struct Counts {
     runs: usize,
     vms: usize,
     snapshot_runs: usize,
+    migration_runs: usize,
 }
 
 /// The benchmarks, each with its own daemon, which is shut down (VMs force-stopped) whatever happens.
@@ -166,9 +180,9 @@ async fn measure(
     counts: Counts,
     work: &Path,
 ) -> anyhow::Result<Results> {
-    let Counts { runs, vms, snapshot_runs } = counts;
+    let Counts { runs, vms, snapshot_runs, migration_runs } = counts;
     let wanted = |bench: Bench| args.only.is_none_or(|only| only == bench);
-    let boot_daemon = PrivateDaemon::start(vireo, qemu, work.join("boot")).await?;
+    let boot_daemon = PrivateDaemon::start(vireo, qemu, work.join("boot"), None).await?;
     let mut machine = machine::Machine::gather(qemu, &boot_daemon.client()).await;
     let boot = if wanted(Bench::Boot) {
         eprintln!("vireo-bench: start → marker, {runs} runs each way after {} warm-up pair(s)", args.warmup);
@@ -180,7 +194,7 @@ async fn measure(
         None
     };
     let scale = if wanted(Bench::Scale) {
-        let daemon = PrivateDaemon::start(vireo, qemu, work.join("scale")).await?;
+        let daemon = PrivateDaemon::start(vireo, qemu, work.join("scale"), None).await?;
         let outcome = scale::run(&daemon, vireo, guest, vms, args.list_runs).await;
         daemon.shutdown().await;
         Some(outcome?)
@@ -192,9 +206,25 @@ async fn measure(
             "vireo-bench: snapshots, save/restore: {snapshot_runs} runs each way after {} warm-up run(s); clones",
             args.warmup
         );
-        let daemon = PrivateDaemon::start(vireo, qemu, work.join("snapshots")).await?;
+        let daemon = PrivateDaemon::start(vireo, qemu, work.join("snapshots"), None).await?;
         let outcome = snapshots::run(&daemon, qemu, guest, snapshot_runs, args.warmup, work).await;
         daemon.shutdown().await;
+        Some(outcome?)
+    } else {
+        None
+    };
+    let migration = if wanted(Bench::Migration) {
+        eprintln!(
+            "vireo-bench: live migration: {migration_runs} runs on each side after {} warm-up run(s)",
+            args.warmup
+        );
+        let listen = Some(migration::free_port()?);
+        let a = PrivateDaemon::start(vireo, qemu, work.join("migration-a"), listen).await?;
+        let listen = Some(migration::free_port()?);
+        let b = PrivateDaemon::start(vireo, qemu, work.join("migration-b"), listen).await?;
+        let outcome = migration::run([&a, &b], qemu, guest, migration_runs, args.warmup, work).await;
+        a.shutdown().await;
+        b.shutdown().await;
         Some(outcome?)
     } else {
         None
@@ -210,6 +240,7 @@ async fn measure(
         boot,
         scale,
         snapshots,
+        migration,
     })
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::boot::{BootResults, CpuMedians, SeenIn};
 use crate::machine::Machine;
+use crate::migration::{Comparison, MigrationResults};
 use crate::scale::ScaleResults;
 use crate::snapshots::{Op, SnapshotResults};
 use crate::stats::Summary;
@@ -25,6 +26,7 @@ pub struct Results {
     pub boot: Option<BootResults>,
     pub scale: Option<ScaleResults>,
     pub snapshots: Option<SnapshotResults>,
+    pub migration: Option<MigrationResults>,
 }
 
 /// The whole report: docs/benchmarks.md as written by `--write`.
@@ -50,6 +52,9 @@ pub fn markdown(results: &Results) -> String {
     }
     if let Some(snapshots) = &results.snapshots {
         snapshots_section(&mut out, snapshots);
+    }
+    if let Some(migration) = &results.migration {
+        migration_section(&mut out, migration);
     }
     out
 }
@@ -129,6 +134,27 @@ fn targets_section(out: &mut String, results: &Results) {
             fmt_ms(scale.cli_list.median),
             fmt_ms(scale.cli_list.p95),
             holds(scale.target_holds)
+        );
+    }
+    if let Some(migration) = &results.migration {
+        let (downtime, total) = (&migration.downtime, &migration.total_time);
+        let _ = writeln!(
+            out,
+            "| live migration through vireo: downtime ≤ {} (median, QEMU's figure) | median {} (plain QEMU with its \
+             defaults: {}) | {} |",
+            fmt_ms(migration.target_downtime_ms),
+            fmt_ms(downtime.vireo.median),
+            fmt_ms(downtime.plain.median),
+            holds(migration.downtime_target_holds)
+        );
+        let _ = writeln!(
+            out,
+            "| live migration through vireo: total time no worse than plain QEMU with its defaults (medians) | \
+             {} vs {} ({:.2} ×) | {} |",
+            fmt_ms(total.vireo.median),
+            fmt_ms(total.plain.median),
+            total.ratio_of_medians,
+            holds(migration.total_time_target_holds)
         );
     }
     let own_work =
@@ -334,14 +360,13 @@ fn snapshots_section(out: &mut String, snap: &SnapshotResults) {
         "| operation | vireo: min / median / max | plain QEMU (raw QMP): min / median / max | vireo − plain \
          (medians) | vireo / plain (medians) |\n|---|---|---|---|---|\n",
     );
-    let range = |s: &Summary| format!("{} / **{}** / {}", fmt_ms(s.min), fmt_ms(s.median), fmt_ms(s.max));
     for op in &snap.ops {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | **{:.2}** |",
             op_name(op.op),
-            range(&op.vireo),
-            range(&op.plain),
+            range(&op.vireo, fmt_ms),
+            range(&op.plain, fmt_ms),
             fmt_signed_ms(op.vireo.median - op.plain.median),
             op.ratio_of_medians
         );
@@ -444,6 +469,93 @@ fn snapshots_section(out: &mut String, snap: &SnapshotResults) {
     out.push('\n');
 }
 
+fn migration_section(out: &mut String, mig: &MigrationResults) {
+    let MigrationResults { disk_mib: disk, runs, warmup_runs: warmup, .. } = *mig;
+    let (plain, incoming) = (&mig.plain_qemu_command, &mig.plain_incoming_args);
+    let _ = write!(
+        out,
+        "## 4. Live migration\n\n\
+         Section 1's guest (256 MiB, 1 vCPU, TCG) with a {disk} MiB qcow2 disk, idle after booting to the marker, \
+         live-migrated with shared storage between two processes on this machine over loopback: {runs} recorded \
+         migration(s) on each side after {warmup} unrecorded warm-up run(s), alternating (vireo, plain, vireo, plain, …).\n\n\
+         - **vireo**: two more private daemons, A and B, each `vireo serve --no-default-network --listen \
+         127.0.0.1:PORT` on its own data directory, both with a pool `shared` on the same directory; the disk is a \
+         {disk} MiB qcow2 volume in it. The VM goes A → B, then B → A, and so on: `POST /v1/vms/{{vm}}/migrate` to \
+         the source with the destination's address and API token (`copy_storage: false`, everything else at \
+         vireo's defaults), then `GET /v1/vms/{{vm}}/migration` every 5 ms until the phase is final. Downtime and \
+         total time are QEMU's own `downtime` and `total-time` (`query-migrate` on the source) as the daemon \
+         reports them; the hand-over is the daemon's `handover_ms`, from the source QEMU's `completed` to the guest \
+         running on the destination; the wall time is from the request to the client reading `completed`.\n\
+         - **plain QEMU with QEMU's defaults**: `{plain}`, both processes on one qcow2 file from \
+         `qemu-img create -f qcow2 DISK {disk}M`, driven with raw QMP. Each run starts a destination with \
+         `{incoming}` added and `migrate-incoming` to `tcp:127.0.0.1:0` (QEMU picks the port; not timed), then \
+         sends `migrate` to the source with QEMU's default capabilities and parameters (no bandwidth or downtime \
+         limit set; only the `events` capability is on, which changes nothing in how QEMU migrates) and waits for \
+         its MIGRATION event `completed`, waits for the destination's incoming migration to complete and sends it \
+         `cont`, and quits the source. Downtime and total time come from `query-migrate` on the source once its \
+         run state is `postmigrate` (QEMU 7.2 says `completed` before it has worked them out); the \
+         hand-over is the source's `completed` → `cont` answered on the destination; the wall time is `migrate` \
+         sent → `cont` answered (the destination QEMU was already up then, while vireo's wall time includes the \
+         destination daemon getting ready and starting its QEMU).\n\n\
+         libvirt's `virsh migrate --live` between two libvirtd instances on one machine is not measured here: that \
+         needs a private libvirtd, which the benchmark issue #7 will add. Plain QEMU with its defaults is the \
+         comparison instead: what a live migration costs without a manager.\n\n"
+    );
+    out.push_str(
+        "| measure | vireo: min / median / max | plain QEMU: min / median / max | vireo / plain (medians) |\n\
+         |---|---|---|---|\n",
+    );
+    let bytes = |b: f64| fmt_bytes(b as u64);
+    comparison_row(out, "downtime (QEMU's `downtime`)", &mig.downtime, fmt_ms);
+    comparison_row(out, "total time (QEMU's `total-time`)", &mig.total_time, fmt_ms);
+    comparison_row(
+        out,
+        "hand-over: the source's `completed` → the guest running on the destination",
+        &mig.handover,
+        fmt_ms,
+    );
+    comparison_row(out, "the guest's whole pause: downtime + hand-over, per run", &mig.pause, fmt_ms);
+    comparison_row(out, "wall time: request → done, as the client sees it", &mig.wall, fmt_ms);
+    comparison_row(out, "memory sent (QEMU's `ram.transferred`)", &mig.memory_transferred_bytes, bytes);
+    out.push_str(
+        "\n### Every run\n\n\
+         | run | vireo | downtime | total | hand-over | wall | plain QEMU: downtime | total | hand-over | wall |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (i, (v, p)) in mig.vireo.iter().zip(&mig.plain).enumerate() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            i + 1,
+            v.direction,
+            fmt_ms(v.downtime_ms),
+            fmt_ms(v.total_time_ms),
+            fmt_ms(v.handover_ms),
+            fmt_ms(v.wall_ms),
+            fmt_ms(p.downtime_ms),
+            fmt_ms(p.total_time_ms),
+            fmt_ms(p.handover_ms),
+            fmt_ms(p.wall_ms)
+        );
+    }
+    out.push('\n');
+}
+
+fn comparison_row(out: &mut String, label: &str, comparison: &Comparison, fmt: impl Fn(f64) -> String) {
+    let _ = writeln!(
+        out,
+        "| {label} | {} | {} | **{:.2}** |",
+        range(&comparison.vireo, &fmt),
+        range(&comparison.plain, &fmt),
+        comparison.ratio_of_medians
+    );
+}
+
+/// `min / **median** / max`.
+fn range(summary: &Summary, fmt: impl Fn(f64) -> String) -> String {
+    format!("{} / **{}** / {}", fmt(summary.min), fmt(summary.median), fmt(summary.max))
+}
+
 fn fmt_signed_ms(value: f64) -> String {
     if value < 0.0 { format!("−{}", fmt_ms(-value)) } else { format!("+{}", fmt_ms(value)) }
 }
@@ -491,6 +603,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::boot::{self, CpuUse, Guest, Phases, PlainRun, VireoRun};
+    use crate::migration;
     use crate::snapshots::{self, CloneResults, CloneSeries, OpPhases, QemuCpu};
     use crate::stats::Summary;
 
@@ -527,6 +640,12 @@ mod tests {
         let clones = CloneResults { runs: 3, linked: vec![series(1, 20.0), series(20, 21.0)], full: series(1, 30.0) };
         snapshots::summarize("qemu-system-x86_64 -m 256".into(), "-S".into(), 1, vireo.to_vec(), plain.to_vec(), clones)
             .unwrap()
+    }
+
+    fn migration_results() -> MigrationResults {
+        let vireo = migration::tests::runs(&[(12.0, 400.0), (20.0, 450.0), (25.0, 500.0)], 30.0, 12);
+        let plain = migration::tests::runs(&[(250.0, 900.0), (260.0, 950.0), (280.0, 1000.0)], 2.0, 24);
+        migration::summarize("qemu-system-x86_64 -m 256".into(), "-S -incoming defer".into(), 1, vireo, plain).unwrap()
     }
 
     fn results() -> Results {
@@ -587,6 +706,7 @@ mod tests {
             boot: Some(boot),
             scale: Some(scale),
             snapshots: Some(snapshot_results()),
+            migration: Some(migration_results()),
         }
     }
 
@@ -595,7 +715,7 @@ mod tests {
         let text = markdown(&results());
         // Medians 2000 vs 2000: the ratio target holds; list median 8 ms < 50 ms.
         assert!(text.contains("| 1.000 × (2000 ms vs 2000 ms)"), "{text}");
-        assert_eq!(text.matches("| **yes** |").count(), 2, "{text}");
+        assert_eq!(text.matches("| **yes** |").count(), 4, "{text}");
         assert!(text.contains("`scripts/bench.sh`, which ran `target/release/vireo-bench --write docs/benchmarks.md`"));
         assert!(text.contains("resolves to TCG here: no \\| kvm |"), "a | in a cell is escaped: {text}");
         // 37 ms to running minus 31 ms of QEMU start-up.
@@ -625,6 +745,38 @@ mod tests {
         assert!(text.contains("while vireo's restores began 20001 ms (median) after the saved QEMU had exited.\n"));
         assert!(text.contains("| linked, 20 GiB base | 20 GiB / 200 KiB | 21.0 ms | 22.0 ms | 23.0 ms | 200 KiB |"));
         assert!(text.contains("(20× the size): **1.05 ×** the time"), "{text}");
+    }
+
+    #[test]
+    fn the_migration_section_compares_with_qemus_defaults() {
+        let text = markdown(&results());
+        assert!(
+            text.contains(
+                "| live migration through vireo: downtime ≤ 30.0 ms (median, QEMU's figure) | median 20.0 ms \
+                 (plain QEMU with its defaults: 260 ms) | **yes** |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("| 450 ms vs 950 ms (0.47 ×) | **yes** |"), "{text}");
+        assert!(text.contains("## 4. Live migration"), "{text}");
+        assert!(text.contains("`-S -incoming defer` added"), "{text}");
+        assert!(text.contains("`virsh migrate --live`"), "{text}");
+        assert!(
+            text.contains("| downtime (QEMU's `downtime`) | 12.0 ms / **20.0 ms** / 25.0 ms | 250 ms / **260 ms** / 280 ms | **0.08** |"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| the guest's whole pause: downtime + hand-over, per run | 42.0 ms / **50.0 ms** / 55.0 ms |"
+            )
+        );
+        assert!(
+            text.contains("| memory sent (QEMU's `ram.transferred`) | 12.0 MiB / **12.0 MiB** / 12.0 MiB |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 3 | a → b | 25.0 ms | 500 ms | 30.0 ms | 560 ms | 280 ms | 1000 ms | 2.00 ms | 1060 ms |")
+        );
     }
 
     #[test]

@@ -4,23 +4,20 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use vireo_api::{ByteSize, DiskFormat, SnapshotCreate, VmSpec, VmState, VolumeClone, VolumeCreate};
+use vireo_api::{ByteSize, DiskFormat, SnapshotCreate, VmState, VolumeClone, VolumeCreate};
 use vireo_client::Client;
 
-use crate::boot::{self, BOOT_TIMEOUT, Guest, MARKER};
+use crate::boot::{self, Guest, VolumeDisk};
 use crate::daemon::PrivateDaemon;
+use crate::plain::{self, Incoming, PlainQemu, QMP_TIMEOUT};
 use crate::procfs;
-use crate::qmp::{RawQmp, is_event};
+use crate::qmp::is_event;
 use crate::stats::{Summary, ms};
 
 /// The VM's disk: a qcow2 volume of this size in the default pool (plain QEMU: a qcow2 file).
@@ -30,8 +27,6 @@ const CLONE_BASES_GIB: [u64; 2] = [1, 20];
 const POOL: &str = "default";
 const VM: &str = "snap";
 const DISK_VOLUME: &str = "snap-disk";
-/// Any single QMP wait of the plain side (a snapshot job, a migration).
-const QMP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Migration bandwidth of the plain side's save, as vireo sets it (8 GiB/s, no limit in
 /// practice; QEMU 7.2's default of 128 MiB/s would make the plain save slower for nothing).
 const SAVE_BANDWIDTH: u64 = 8 << 30;
@@ -258,10 +253,11 @@ pub async fn run(
     let scratch = scratch.join("plain-snapshots");
     std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
 
-    boot_vireo_vm(&client, guest).await.context("cannot boot the VM through the daemon")?;
+    let disk = VolumeDisk { pool: POOL, volume: DISK_VOLUME, mib: DISK_MIB };
+    boot::boot_with_volume(&client, guest, VM, &disk).await.context("cannot boot the VM through the daemon")?;
     let disk = scratch.join("disk.qcow2");
-    qemu_img_create(qemu, &disk, DISK_MIB).await?;
-    let base_args = plain_args(guest, &disk);
+    plain::qemu_img_create(qemu, &disk, DISK_MIB).await?;
+    let base_args = plain::disk_args(guest, &disk);
     let mut plain = PlainQemu::spawn(qemu, &base_args, None, &scratch).await.context("cannot start the plain QEMU")?;
     plain.wait_marker().await.context("the plain QEMU's guest never got ready")?;
     plain.allow_saving().await?;
@@ -269,8 +265,7 @@ pub async fn run(
     let mut vireo_runs = Vec::with_capacity(runs);
     let mut plain_runs = Vec::with_capacity(runs);
     for i in 0..warmup + runs {
-        let label =
-            if i < warmup { format!("warm-up {}/{warmup}", i + 1) } else { format!("{}/{runs}", i - warmup + 1) };
+        let label = boot::run_label(i, warmup, runs);
         let tag = format!("bench-{}", i + 1);
         let through_daemon =
             vireo_round(&client, daemon, &tag).await.with_context(|| format!("vireo snapshot run {label}"))?;
@@ -300,9 +295,10 @@ pub async fn run(
     client.stop_vm(VM, &force).await.context("cannot stop the snapshot VM")?;
 
     let clones = clone_runs(&client, runs, warmup).await.context("clone runs")?;
-    let mut shown_args = plain_args(guest, Path::new("DISK"));
-    shown_args.extend(qmp_args("N"));
-    summarize(boot::quote_command(&shown_args), restore_args("M").join(" "), warmup, vireo_runs, plain_runs, clones)
+    let mut shown_args = plain::disk_args(guest, Path::new("DISK"));
+    shown_args.extend(plain::qmp_args("N"));
+    let restore_args = plain::incoming_args("fd:M").join(" ");
+    summarize(boot::quote_command(&shown_args), restore_args, warmup, vireo_runs, plain_runs, clones)
 }
 
 pub(crate) fn summarize(
@@ -362,30 +358,6 @@ pub(crate) fn summarize(
 }
 
 // ---- through the daemon ----
-
-/// Creates the disk volume and the VM, starts it and waits for the marker on its console.
-async fn boot_vireo_vm(client: &Client, guest: &Guest) -> anyhow::Result<()> {
-    let volume =
-        VolumeCreate { name: DISK_VOLUME.into(), size: ByteSize::mib(DISK_MIB), format: Some(DiskFormat::Qcow2) };
-    client.create_volume(POOL, &volume).await.context("cannot create the disk volume")?;
-    client.create_vm(&spec_with_disk(guest)).await.context("cannot define the VM")?;
-    client.start_vm(VM).await.context("cannot start the VM")?;
-    let mut console = client.console(VM).await.context("cannot attach the console")?;
-    let logs = client.vm_logs(VM, None).await.context("cannot read the console log")?;
-    if !boot::contains(&logs, MARKER.as_bytes()) {
-        console.read_until(MARKER.as_bytes(), BOOT_TIMEOUT).await.context("the guest never got ready")?;
-    }
-    let _ = console.close().await;
-    Ok(())
-}
-
-/// Section 1's VM with the volume as its disk.
-fn spec_with_disk(guest: &Guest) -> VmSpec {
-    let mut spec = guest.spec(VM);
-    let disk = json!({ "volume": format!("{POOL}/{DISK_VOLUME}") });
-    spec.disks.push(serde_json::from_value(disk).expect("a volume disk is a valid DiskSpec"));
-    spec
-}
 
 /// Snapshot create, revert (then delete, untimed), save and restore of the running VM.
 async fn vireo_round(client: &Client, daemon: &PrivateDaemon, tag: &str) -> anyhow::Result<VireoRun> {
@@ -515,128 +487,10 @@ pub(crate) fn op_phases(log: &[Value], op: Op, request: f64, elapsed: f64, exite
 
 // ---- plain QEMU by hand ----
 
-/// Section 1's plain command with a qcow2 disk, attached as vireo attaches it (a `file`
-/// and a `qcow2` node, a virtio-blk device; QEMU's default cache and aio, as vireo's).
-fn plain_args(guest: &Guest, disk: &Path) -> Vec<String> {
-    let file = json!({ "driver": "file", "filename": disk, "node-name": "disk0-file" });
-    let format = json!({ "driver": "qcow2", "file": "disk0-file", "node-name": "disk0" });
-    let mut args = guest.plain_qemu_args();
-    args.extend(["-blockdev".into(), file.to_string(), "-blockdev".into(), format.to_string()]);
-    args.extend(["-device".into(), "virtio-blk-pci,drive=disk0,id=disk0".into()]);
-    args
-}
-
-/// A QMP monitor on the inherited listening socket `fd`.
-fn qmp_args(fd: &str) -> [String; 4] {
-    [
-        "-chardev".into(),
-        format!("socket,id=qmp,fd={fd},server=on,wait=off"),
-        "-mon".into(),
-        "chardev=qmp,mode=control".into(),
-    ]
-}
-
-/// Start paused from the state file inherited as `fd`, with MIGRATION events (which QMP
-/// could only switch on once the incoming migration has begun).
-fn restore_args(fd: &str) -> [String; 5] {
-    ["-S".into(), "-incoming".into(), format!("fd:{fd}"), "-global".into(), "migration.x-events=on".into()]
-}
-
-async fn qemu_img_create(qemu: &Path, file: &Path, mib: u64) -> anyhow::Result<()> {
-    // qemu-img lives beside qemu-system-x86_64 (or in PATH).
-    let beside = qemu.with_file_name("qemu-img");
-    let qemu_img = if beside.is_file() { beside } else { PathBuf::from("qemu-img") };
-    let output = tokio::process::Command::new(&qemu_img)
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(file)
-        .arg(format!("{mib}M"))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", qemu_img.display()))?;
-    if !output.status.success() {
-        bail!("qemu-img create failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(())
-}
-
-/// A plain QEMU with its QMP connection; killed if dropped.
-struct PlainQemu {
-    child: tokio::process::Child,
-    qmp: RawQmp,
-    /// Fires when the marker went by on the serial console (stdout is drained on after it).
-    marker: Option<oneshot::Receiver<()>>,
-    stderr: PathBuf,
-    /// Its CPU time right after a restore.
-    restore_cpu: Option<QemuCpu>,
-}
-
 impl PlainQemu {
-    /// Spawns QEMU with `args`, a QMP monitor on an inherited listening socket and, for a
-    /// restore, the state file inherited as `-incoming fd:N`; returns once QMP answers.
-    async fn spawn(qemu: &Path, args: &[String], incoming: Option<&Path>, scratch: &Path) -> anyhow::Result<Self> {
-        let socket = scratch.join("qmp.sock");
-        let _ = std::fs::remove_file(&socket);
-        let listener = std::os::unix::net::UnixListener::bind(&socket)
-            .with_context(|| format!("cannot bind {}", socket.display()))?;
-        // Connecting before QEMU runs is fine: the listen backlog holds the connection.
-        let stream = std::os::unix::net::UnixStream::connect(&socket)?;
-        let state = incoming.map(File::open).transpose().context("cannot open the state file")?;
-        let stderr = scratch.join("qemu.log");
-        let mut command = tokio::process::Command::new(qemu);
-        command.args(args).args(qmp_args(&listener.as_raw_fd().to_string()));
-        // QEMU must inherit these two; nothing else is spawned meanwhile.
-        fcntl(&listener, FcntlArg::F_SETFD(FdFlag::empty()))?;
-        if let Some(file) = &state {
-            fcntl(file, FcntlArg::F_SETFD(FdFlag::empty()))?;
-            command.args(restore_args(&file.as_raw_fd().to_string()));
-        }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr).with_context(|| format!("cannot create {}", stderr.display()))?)
-            .kill_on_drop(true);
-        let spawned = command.spawn().with_context(|| format!("cannot run {}", qemu.display()));
-        drop((listener, state));
-        let mut child = spawned?;
-        let mut stdout = child.stdout.take().context("no stdout")?;
-        let (found, marker) = oneshot::channel();
-        tokio::spawn(async move {
-            if let Ok(true) = boot::read_until(&mut stdout, MARKER.as_bytes()).await {
-                let _ = found.send(());
-            }
-            let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
-        });
-        stream.set_nonblocking(true)?;
-        let handshake = RawQmp::handshake(tokio::net::UnixStream::from_std(stream)?, QMP_TIMEOUT).await;
-        let qmp = match handshake {
-            Ok(qmp) => qmp,
-            Err(err) => {
-                let _ = child.kill().await;
-                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-                return Err(err.context(format!("QEMU said: {}", log.trim())));
-            }
-        };
-        Ok(PlainQemu { child, qmp, marker: Some(marker), stderr, restore_cpu: None })
-    }
-
-    async fn wait_marker(&mut self) -> anyhow::Result<()> {
-        let marker = self.marker.take().context("the marker was already awaited")?;
-        match tokio::time::timeout(BOOT_TIMEOUT, marker).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => bail!("QEMU exited before the marker: {}", self.stderr_text()),
-            Err(_) => bail!("no marker within {BOOT_TIMEOUT:?}"),
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default().trim().to_string()
-    }
-
     /// MIGRATION events and vireo's save bandwidth, set on every new QEMU (not timed).
     async fn allow_saving(&mut self) -> anyhow::Result<()> {
-        let events = json!({ "capabilities": [{ "capability": "events", "state": true }] });
-        self.qmp.execute("migrate-set-capabilities", events).await?;
+        self.migration_events().await?;
         self.qmp.execute("migrate-set-parameters", json!({ "max-bandwidth": SAVE_BANDWIDTH })).await?;
         Ok(())
     }
@@ -675,24 +529,13 @@ impl PlainQemu {
             stream.set_nonblocking(false)?;
             tokio::task::spawn_blocking(move || copy_to_file(stream, target)).await.map_err(std::io::Error::other)?
         });
-        // Events of the snapshot jobs (which run as migrations too) must not count: a round trip
-        // reads every event QEMU sent before it.
-        self.qmp.execute("query-migrate", json!({})).await?;
-        self.qmp.discard_events();
-        let start = Instant::now();
-        self.qmp.execute("migrate", json!({ "uri": format!("unix:{}", socket.display()) })).await?;
-        let done = self
-            .qmp
-            .wait_event(|e| {
-                e["event"] == "MIGRATION"
-                    && matches!(e["data"]["status"].as_str(), Some("completed" | "failed" | "cancelled"))
-            })
-            .await?;
-        if done["data"]["status"] != "completed" {
-            receiving.abort();
-            let info = self.qmp.execute("query-migrate", json!({})).await.unwrap_or_default();
-            bail!("migration {}: {}", done["data"]["status"], info["error-desc"]);
-        }
+        let start = match self.migrate(&format!("unix:{}", socket.display())).await {
+            Ok(sent) => sent,
+            Err(err) => {
+                receiving.abort();
+                return Err(err);
+            }
+        };
         let (target, bytes) = tokio::time::timeout(QMP_TIMEOUT, receiving)
             .await
             .context("the migration stream did not end")?
@@ -706,40 +549,22 @@ impl PlainQemu {
         Ok((saved, fsync, bytes))
     }
 
-    /// Spawns a new QEMU from `file`; times spawn → migration `completed`, and → `cont` answered.
+    /// Spawns a new QEMU from `file`; times spawn → migration `completed`, and → `cont` answered;
+    /// and its CPU time then.
     async fn restore(
         qemu: &Path,
         args: &[String],
         file: &Path,
         scratch: &Path,
-    ) -> anyhow::Result<(PlainQemu, Duration, Duration)> {
+    ) -> anyhow::Result<(PlainQemu, Duration, Duration, Option<QemuCpu>)> {
         let start = Instant::now();
-        let mut plain = PlainQemu::spawn(qemu, args, Some(file), scratch).await?;
-        loop {
-            let info = plain.qmp.execute("query-migrate", json!({})).await?;
-            match info["status"].as_str() {
-                Some("completed") => break,
-                Some(status @ ("failed" | "cancelled")) => {
-                    bail!("incoming migration {status}: {} {}", info["error-desc"], plain.stderr_text())
-                }
-                _ => {
-                    plain.qmp.wait_event(|e| e["event"] == "MIGRATION").await?;
-                }
-            }
-        }
+        let mut plain = PlainQemu::spawn(qemu, args, Some(Incoming::StateFile(file)), scratch).await?;
+        plain.wait_incoming().await?;
         let loaded = start.elapsed();
         plain.qmp.execute("cont", json!({})).await?;
         let running = start.elapsed();
-        plain.restore_cpu = QemuCpu::of(plain.child.id());
-        Ok((plain, loaded, running))
-    }
-
-    /// `quit`, and waits for the process to end (SIGKILL after 10 s).
-    async fn quit(mut self) {
-        let _ = self.qmp.execute("quit", json!({})).await;
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
-        }
+        let cpu = QemuCpu::of(plain.child.id());
+        Ok((plain, loaded, running, cpu))
     }
 }
 
@@ -780,7 +605,8 @@ async fn plain_round(
     let state = scratch.join("saved.state");
     let (save, save_fsync, state_bytes) = plain.save(&state, scratch).await?;
     plain.quit().await;
-    let (mut plain, restore_loaded, restore) = PlainQemu::restore(qemu, args, &state, scratch).await?;
+    let (mut plain, restore_loaded, restore, restore_qemu_cpu) =
+        PlainQemu::restore(qemu, args, &state, scratch).await?;
     let _ = std::fs::remove_file(&state);
     plain.allow_saving().await?;
     let run = PlainRun {
@@ -791,7 +617,7 @@ async fn plain_round(
         state_bytes,
         restore_loaded_ms: ms(restore_loaded),
         restore_ms: ms(restore),
-        restore_qemu_cpu: plain.restore_cpu,
+        restore_qemu_cpu,
     };
     Ok((run, plain))
 }
@@ -881,32 +707,5 @@ garbage
         for op in Op::ALL {
             assert!(Op::QEMU_PHASE < op.phase_labels().len());
         }
-    }
-
-    #[test]
-    fn the_plain_disk_is_attached_as_vireo_attaches_it() {
-        let guest = Guest { kernel: "/g/vmlinuz".into(), initrd: "/g/initramfs.img".into() };
-        let args = plain_args(&guest, Path::new("/t/disk.qcow2"));
-        let tail: Vec<&str> = args.iter().rev().take(6).rev().map(String::as_str).collect();
-        assert_eq!(
-            tail,
-            [
-                "-blockdev",
-                r#"{"driver":"file","filename":"/t/disk.qcow2","node-name":"disk0-file"}"#,
-                "-blockdev",
-                r#"{"driver":"qcow2","file":"disk0-file","node-name":"disk0"}"#,
-                "-device",
-                "virtio-blk-pci,drive=disk0,id=disk0"
-            ]
-        );
-        assert_eq!(restore_args("7").join(" "), "-S -incoming fd:7 -global migration.x-events=on");
-    }
-
-    #[test]
-    fn the_vm_has_the_volume_as_its_disk() {
-        let guest = Guest { kernel: "/g/vmlinuz".into(), initrd: "/g/initramfs.img".into() };
-        let spec = spec_with_disk(&guest);
-        assert_eq!(spec.disks.len(), 1);
-        assert_eq!(spec.disks[0].volume.as_deref(), Some("default/snap-disk"));
     }
 }

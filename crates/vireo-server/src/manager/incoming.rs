@@ -260,11 +260,19 @@ impl VmManager {
         if Ledger::read(&vm_dir).nbd {
             live.qmp.stop_nbd_server().await.map_err(qemu("end the disk copy"))?;
         }
-        live.qmp.cont().await.map_err(qemu("run"))?;
+        // Recorded before the guest runs: a daemon that dies in between finds a
+        // paused VM to re-attach to, never a running guest it would discard.
+        self.save_state(&mut record, VmState::Running).await?;
+        if let Err(err) = live.qmp.cont().await {
+            // Back to `incoming`, so that the source's abort discards it.
+            if let Err(save) = self.save_state(&mut record, VmState::Incoming).await {
+                tracing::error!(vm = name, error = %save, "cannot record the failed take-over");
+            }
+            return Err(qemu("run")(err));
+        }
         if let Err(err) = std::fs::remove_file(Ledger::path(&vm_dir)) {
             tracing::warn!(vm = name, error = %err, "cannot remove the incoming ledger");
         }
-        self.save_state(&mut record, VmState::Running).await?;
         tracing::info!(vm = name, "migrated in");
         Ok(record)
     }

@@ -54,6 +54,8 @@ const HANDOVER_RESOLVE_TIMEOUT: Duration = Duration::from_secs(15);
 /// (300 ms) makes it stop the guest as soon as 300 ms' worth of transfer is left,
 /// which on a fast link can be the whole of a small guest's memory.
 const DEFAULT_DOWNTIME_MS: u64 = 30;
+/// How long the final figures may take to appear after `completed`.
+const FIGURES_WAIT: Duration = Duration::from_secs(2);
 /// Largest accepted `max_downtime_ms` (QEMU's own limit is 2000 s).
 const MAX_DOWNTIME_MS: u64 = 60_000;
 
@@ -591,6 +593,7 @@ impl VmManager {
 
     /// The guest runs on the destination: the source's QEMU, record and (copied) volumes go.
     async fn complete_source(&self, run: &Run) {
+        self.read_final_figures(run).await;
         let slot = self.slot(&run.name);
         let _job = slot.job.lock().await;
         run.live.kill();
@@ -614,6 +617,29 @@ impl VmManager {
             tracing::warn!(vm = %run.name, error = %err, "cannot remove the migrated VM's directory");
         }
         run.entry.finish(MigrationPhase::Completed, None);
+    }
+
+    /// QEMU 7.2 reports `completed` a moment before it has worked out the
+    /// downtime and total time (query-migrate says 0 in between); they are final
+    /// once the run state is `postmigrate`. Read after the hand-over, so the
+    /// guest never waits for this.
+    async fn read_final_figures(&self, run: &Run) {
+        let qmp = &run.live.qmp;
+        let deadline = Instant::now() + FIGURES_WAIT;
+        while Instant::now() < deadline {
+            if qmp.query_status().await.is_ok_and(|status| status.status == "postmigrate") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let figures = match qmp.migration_events() {
+            Ok(mut events) => qmp.migration_info(&mut events).await,
+            Err(err) => Err(err),
+        };
+        match figures {
+            Ok(info) => run.entry.record_progress(&info),
+            Err(err) => tracing::debug!(vm = %run.name, error = %err, "cannot read the final migration figures"),
+        }
     }
 
     /// The volumes now belong to the destination: copies are deleted here, shared
