@@ -180,9 +180,11 @@ impl QmpClient {
 
     /// `query-migrate`, with the status the events of `events` reported if they did.
     pub async fn migration_info(&self, events: &mut MigrationEvents) -> Result<MigrationInfo, QemuError> {
-        // Events first: the figures then are at least as new as the status.
-        events.refresh();
         let mut info: MigrationInfo = self.execute(&QueryMigrate {}).await?;
+        // After the reply: QEMU writes the events of every change it made before
+        // answering ahead of the answer, so the status is at least as new as the
+        // reply. (The figures may lag a just-reported `completed`; see `final_info`.)
+        events.refresh();
         if let Some(status) = &events.status {
             info.status = Some(status.clone());
         }
@@ -311,12 +313,19 @@ impl QmpClient {
             ("pause-before-switchover", settings.pause_before_switchover),
         ])
         .await?;
-        let parameters =
-            MigrateSetParameters { max_bandwidth: settings.max_bandwidth, downtime_limit: settings.downtime_limit_ms };
+        let parameters = MigrateSetParameters {
+            max_bandwidth: Some(settings.max_bandwidth),
+            downtime_limit: settings.downtime_limit_ms,
+        };
         self.execute(&parameters).await?;
         self.execute(&Migrate { uri: uri.to_string() }).await?;
         events.outgoing_started();
         Ok(())
+    }
+
+    /// Source: changes the downtime limit of the migration under way.
+    pub async fn set_downtime_limit(&self, ms: u64) -> Result<(), QemuError> {
+        self.execute(&MigrateSetParameters { max_bandwidth: None, downtime_limit: Some(ms) }).await.map(drop)
     }
 
     /// Source: switches a running migration to post-copy; the guest then runs on the destination.
@@ -395,8 +404,8 @@ struct MigrationCapability {
 
 qmp_command! {
     pub(crate) struct MigrateSetParameters {
-        #[serde(rename = "max-bandwidth")]
-        pub(crate) max_bandwidth: u64,
+        #[serde(rename = "max-bandwidth", skip_serializing_if = "Option::is_none")]
+        pub(crate) max_bandwidth: Option<u64>,
         #[serde(rename = "downtime-limit", skip_serializing_if = "Option::is_none")]
         pub(crate) downtime_limit: Option<u64>,
     } => "migrate-set-parameters" -> IgnoredAny

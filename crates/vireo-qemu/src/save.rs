@@ -116,7 +116,7 @@ impl QmpClient {
     /// Migration to the socket at full speed, with MIGRATION events.
     async fn start_migration(&self, socket: &Path) -> Result<(), QemuError> {
         self.set_capabilities(&[("events", true)]).await?;
-        self.execute(&MigrateSetParameters { max_bandwidth: SAVE_BANDWIDTH, downtime_limit: None }).await?;
+        self.execute(&MigrateSetParameters { max_bandwidth: Some(SAVE_BANDWIDTH), downtime_limit: None }).await?;
         let uri = format!("unix:{}", socket.to_string_lossy());
         self.execute(&Migrate { uri }).await.map(drop)
     }
