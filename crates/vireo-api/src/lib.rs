@@ -6,6 +6,7 @@
 //! console consume them.
 
 pub mod error;
+pub mod events;
 pub mod host;
 pub mod migration;
 pub mod network;
@@ -16,6 +17,7 @@ pub mod storage;
 pub mod vm;
 
 pub use error::{ApiError, ErrorCode};
+pub use events::{Event, EventKind, EventsQuery};
 pub use host::{CheckStatus, HostCheck, HostCheckItem};
 pub use migration::{
     IncomingMigration, IncomingReady, IncomingVolume, MigrateRequest, MigrationPhase, MigrationStatus, NbdServer,

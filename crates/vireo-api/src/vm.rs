@@ -24,6 +24,19 @@ pub enum VmState {
 }
 
 impl VmState {
+    /// Every state, e.g. for one metric series per state.
+    pub const ALL: [VmState; 9] = [
+        VmState::Stopped,
+        VmState::Starting,
+        VmState::Running,
+        VmState::Paused,
+        VmState::Stopping,
+        VmState::Crashed,
+        VmState::Saved,
+        VmState::Migrating,
+        VmState::Incoming,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             VmState::Stopped => "stopped",
@@ -82,6 +95,7 @@ pub struct StopRequest {
 
 /// Query of `GET /v1/vms/{name}/logs`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Return at most this many bytes from the end of the log.
     pub tail_bytes: Option<u64>,

@@ -7,11 +7,13 @@
 //! [`ClientError::Api`] carrying the daemon's error code and message. The VM
 //! console is a WebSocket whose binary messages carry raw serial bytes; a long
 //! storage operation (import) answers with an NDJSON stream of progress lines,
-//! read as it arrives. This crate must not know about the daemon's internals,
-//! QEMU or the terminal: it only moves API types over the wire.
+//! read as it arrives; the event log is followed as Server-Sent Events. This
+//! crate must not know about the daemon's internals, QEMU or the terminal: it
+//! only moves API types over the wire.
 
 mod console;
 mod error;
+mod events;
 mod ndjson;
 mod routes;
 mod transport;
@@ -24,13 +26,14 @@ use hyper::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vireo_api::{
-    API_PREFIX, DiskSpec, HostCheck, IncomingMigration, IncomingReady, MigrateRequest, MigrationStatus, Network,
+    API_PREFIX, DiskSpec, Event, HostCheck, IncomingMigration, IncomingReady, MigrateRequest, MigrationStatus, Network,
     NetworkSpec, NicSpec, Pool, PoolSpec, Snapshot, SnapshotCreate, StopRequest, Vm, VmSpec, Volume, VolumeClone,
     VolumeCreate, VolumeImport, VolumeResize,
 };
 
 pub use console::{ConsoleReceiver, ConsoleSender, ConsoleStream};
 pub use error::ClientError;
+pub use events::EventStream;
 use ndjson::ProgressReader;
 use transport::Target;
 
@@ -275,7 +278,9 @@ impl Client {
     ) -> Result<Volume, ClientError> {
         let path = routes::pool(pool, "/import")?;
         let body = encode(&path, import)?;
-        let mut stream = self.target()?.open_stream(Method::POST, &path, Some(body)).await?;
+        let target = self.target()?;
+        let request = target.request(Method::POST, &path, Some(body), "application/x-ndjson, application/json")?;
+        let mut stream = target.open_stream(request).await?;
         let mut reader = ProgressReader::new(on_progress);
         while let Some(chunk) = stream.next_chunk().await {
             if let Some(volume) = reader.feed(&chunk?)? {
@@ -343,6 +348,30 @@ impl Client {
     pub async fn abort_incoming(&self, name: &str) -> Result<(), ClientError> {
         let path = format!("{API_PREFIX}/migrations/incoming/{}", routes::vm_segment(name)?);
         self.send(Method::DELETE, &path).await
+    }
+
+    /// `GET /v1/events`: up to `limit` events (the daemon's default without it) after
+    /// `after`, or without `after` the latest ones; oldest first, only `vm`'s if given.
+    pub async fn list_events(
+        &self,
+        after: Option<u64>,
+        vm: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Event>, ClientError> {
+        self.call(Method::GET, &routes::events(after, vm, limit)?, None::<&()>).await
+    }
+
+    /// `GET /v1/events` as Server-Sent Events: the events after `after` (sent as
+    /// `Last-Event-ID`), or without it only new ones, then each as it happens; only
+    /// `vm`'s if given. A stream that broke resumes where it was with
+    /// `follow_events(stream.last_id(), vm)`.
+    pub async fn follow_events(&self, after: Option<u64>, vm: Option<&str>) -> Result<EventStream, ClientError> {
+        let target = self.target()?;
+        let mut request = target.request(Method::GET, &routes::events(None, vm, None)?, None, "text/event-stream")?;
+        if let Some(id) = after {
+            request.headers_mut().insert("last-event-id", hyper::header::HeaderValue::from(id));
+        }
+        Ok(EventStream::new(target.open_stream(request).await?, after))
     }
 
     /// `GET /v1/openapi.json`

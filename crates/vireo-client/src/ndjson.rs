@@ -8,7 +8,7 @@ use vireo_api::{Progress, Volume};
 
 use crate::error::ClientError;
 
-/// The longest line accepted; a progress line is tens of bytes and a volume a few hundred.
+/// The longest line accepted; a progress line is tens of bytes, a volume or an event a few hundred.
 const MAX_LINE: usize = 1024 * 1024;
 
 /// Splits a byte stream into lines, whatever chunk boundaries it arrives in.
@@ -31,7 +31,7 @@ impl LineSplitter {
         }
         self.partial.extend_from_slice(rest);
         if self.partial.len() > MAX_LINE {
-            return Err(ClientError::Protocol(format!("a progress line is longer than {MAX_LINE} bytes")));
+            return Err(ClientError::Protocol(format!("a line of the stream is longer than {MAX_LINE} bytes")));
         }
         Ok(lines)
     }

@@ -68,6 +68,22 @@ pub(crate) fn network(name: &str, suffix: &str) -> Result<String, ClientError> {
     Ok(format!("{API_PREFIX}/networks/{}{suffix}", segment(Name::Network, name)?))
 }
 
+/// `/v1/events` with the query of a list (or, without `limit`, of a stream).
+pub(crate) fn events(after: Option<u64>, vm: Option<&str>, limit: Option<u32>) -> Result<String, ClientError> {
+    let mut query = Vec::new();
+    if let Some(after) = after {
+        query.push(format!("after={after}"));
+    }
+    if let Some(vm) = vm {
+        query.push(format!("vm={}", segment(Name::Vm, vm)?));
+    }
+    if let Some(limit) = limit {
+        query.push(format!("limit={limit}"));
+    }
+    let separator = if query.is_empty() { "" } else { "?" };
+    Ok(format!("{API_PREFIX}/events{separator}{}", query.join("&")))
+}
+
 /// `value` as one path segment. Names keep `[A-Za-z0-9_-]`, volumes also `.` (but never a leading one, so
 /// that `.` and `..` stay names rather than steps); every other byte is percent-encoded.
 fn segment(kind: Name, value: &str) -> Result<String, ClientError> {
@@ -120,6 +136,17 @@ mod tests {
         assert_eq!(vm_disk("web1", "default", "data.img").unwrap(), "/v1/vms/web1/disks/default/data.img");
         assert_eq!(vm_disk("web1", "p/q", "..").unwrap(), "/v1/vms/web1/disks/p%2Fq/%2E.");
         assert!(matches!(snapshot("web1", "", ""), Err(ClientError::EmptyName { what: "snapshot" })));
+    }
+
+    #[test]
+    fn event_queries_encode_the_vm() {
+        assert_eq!(events(None, None, None).unwrap(), "/v1/events");
+        assert_eq!(
+            events(Some(7), Some("web 1&x=2"), Some(5)).unwrap(),
+            "/v1/events?after=7&vm=web%201%26x%3D2&limit=5"
+        );
+        assert_eq!(events(None, Some("web1"), None).unwrap(), "/v1/events?vm=web1");
+        assert!(matches!(events(None, Some(""), None), Err(ClientError::EmptyName { what: "VM" })));
     }
 
     #[test]

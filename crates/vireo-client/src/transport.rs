@@ -101,15 +101,10 @@ impl Target {
         check_status(status, body)
     }
 
-    /// Sends one request whose 2xx answer is a stream (NDJSON), to be read as it arrives;
-    /// an error status is read whole and becomes an error as with [`send`](Target::send).
-    pub(crate) async fn open_stream(
-        &self,
-        method: Method,
-        path: &str,
-        json: Option<Vec<u8>>,
-    ) -> Result<BodyStream, ClientError> {
-        let request = self.request(method, path, json, "application/x-ndjson, application/json")?;
+    /// Sends one request (see [`request`](Target::request)) whose 2xx answer is a stream
+    /// (NDJSON, Server-Sent Events), to be read as it arrives; an error status is read
+    /// whole and becomes an error as with [`send`](Target::send).
+    pub(crate) async fn open_stream(&self, request: Request<Full<Bytes>>) -> Result<BodyStream, ClientError> {
         let io = self.connect().await?;
         let http_error = |source| ClientError::Http { target: self.describe(), source };
         let (mut sender, connection) =
@@ -127,7 +122,8 @@ impl Target {
         Ok(BodyStream { body: response.into_body(), target: self.describe(), _sender: sender, _connection: connection })
     }
 
-    fn request(
+    /// A request to the daemon, with `accept` as what the caller reads.
+    pub(crate) fn request(
         &self,
         method: Method,
         path: &str,

@@ -1,4 +1,4 @@
-//! The `Store` trait: where VM records live.
+//! The `Store` trait: where VM records (and the rest of the daemon's state) live.
 //!
 //! SQLite implements it for one host (`vireo-store`); a distributed backend
 //! (etcd) can implement it for clusters without touching the callers. Every
@@ -95,6 +95,19 @@ pub struct NetworkRecord {
     pub created_at_ms: i64,
 }
 
+/// An entry of the event log. `kind` and `details` are the event's wire name and
+/// facts (`vireo_api::EventKind`); the store keeps them as they are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRecord {
+    /// Given by the store on append, larger than every id before it; ignored by `append_event`.
+    pub id: u64,
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+    pub vm: Option<String>,
+    pub kind: String,
+    pub details: serde_json::Value,
+}
+
 /// What kind of object a store error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -171,4 +184,16 @@ pub trait Store: Send + Sync {
     /// All networks, ordered by name.
     async fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError>;
     async fn delete_network(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Appends an event and returns its id; in the same transaction, the oldest
+    /// events go so that at most `retain` remain.
+    async fn append_event(&self, event: &EventRecord, retain: u64) -> Result<u64, StoreError>;
+    /// Up to `limit` events in id order: those after `after`, or without it the
+    /// latest ones; only `vm`'s if given.
+    async fn list_events(
+        &self,
+        after: Option<u64>,
+        vm: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError>;
 }

@@ -94,12 +94,16 @@ pub async fn tool_version(path: &Path) -> Option<String> {
 
 /// `MemAvailable` of /proc/meminfo in bytes: what the host can give a new guest without swapping.
 pub fn memory_available_bytes() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    meminfo_available_bytes(&meminfo)
+    meminfo_bytes(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable")
 }
 
-fn meminfo_available_bytes(meminfo: &str) -> Option<u64> {
-    let rest = meminfo.lines().find_map(|line| line.strip_prefix("MemAvailable:"))?;
+/// `MemTotal` of /proc/meminfo in bytes.
+pub fn memory_total_bytes() -> Option<u64> {
+    meminfo_bytes(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal")
+}
+
+fn meminfo_bytes(meminfo: &str, field: &str) -> Option<u64> {
+    let rest = meminfo.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
     let kib: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
     kib.checked_mul(1024)
 }
@@ -343,7 +347,8 @@ mod tests {
     #[test]
     fn available_memory_is_read_in_bytes() {
         let meminfo = "MemTotal:       24576000 kB\nMemFree:         1000 kB\nMemAvailable:   20000000 kB\n";
-        assert_eq!(meminfo_available_bytes(meminfo), Some(20_000_000 * 1024));
-        assert_eq!(meminfo_available_bytes("MemTotal: 1 kB\n"), None);
+        assert_eq!(meminfo_bytes(meminfo, "MemAvailable"), Some(20_000_000 * 1024));
+        assert_eq!(meminfo_bytes(meminfo, "MemTotal"), Some(24_576_000 * 1024));
+        assert_eq!(meminfo_bytes("MemTotal: 1 kB\n", "MemAvailable"), None);
     }
 }

@@ -255,7 +255,7 @@ fn vhost_fdname(id: &str) -> String {
 
 /// `/machine/peripheral/<id>/virtio-backend` → `<id>`; devices without an id live
 /// under `/machine/peripheral-anon` and have none.
-fn device_id(qdev: &str) -> Option<&str> {
+pub(crate) fn device_id(qdev: &str) -> Option<&str> {
     let Some(rest) = qdev.strip_prefix('/') else {
         return (!qdev.is_empty()).then_some(qdev);
     };

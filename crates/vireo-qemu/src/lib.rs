@@ -18,14 +18,21 @@ pub mod process;
 pub mod qmp;
 mod save;
 mod snapshot;
+mod stats;
 
 pub use argv::{
     DiskAttachment, HOTPLUG_PORTS, Incoming, Launch, LaunchConfig, NicAttachment, NicBackend, NicFds, build_argv,
 };
 pub use error::QemuError;
-pub use host::{find_qemu_binary, gather_accel_facts, host_check, memory_available_bytes, tool_version};
+pub use host::{
+    find_qemu_binary, gather_accel_facts, host_check, memory_available_bytes, memory_total_bytes, tool_version,
+};
 pub use hotplug::AttachedDisk;
 pub use migration::{BlockJob, MigrationEvents, MigrationInfo, MigrationSettings, RamStats};
 pub use paths::RuntimePaths;
-pub use process::{VmProcess, is_vm_qemu, kill, process_alive, process_start_ticks, reattach, spawn};
-pub use qmp::{QemuEvent, QmpClient, QmpCommand, RunStatus};
+pub use process::{
+    ProcessUsage, VmProcess, is_vm_qemu, kill, process_alive, process_start_ticks, process_usage, reattach, spawn,
+    thread_cpu_seconds,
+};
+pub use qmp::{QemuEvent, QmpClient, QmpCommand, RoundTripObserver, RunStatus, observe_round_trips};
+pub use stats::{DiskStats, VcpuThread};

@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -432,23 +432,63 @@ fn cmdline_has_pidfile(cmdline: &[u8], pid_file: &Path) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 struct ProcStat {
     state: char,
+    /// User + system CPU time (fields 14 and 15), in clock ticks.
+    cpu_ticks: u64,
     start_ticks: u64,
 }
 
 fn read_proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/stat"))).ok()?;
-    parse_proc_stat(&text)
+    read_stat_file(&format!("/proc/{pid}/stat"))
 }
 
-/// `pid (comm) state ppid … starttime …`: comm may hold spaces and parentheses,
-/// so fields are counted from the last `)`. starttime is field 22 overall.
+fn read_stat_file(path: &str) -> Option<ProcStat> {
+    parse_proc_stat(&std::fs::read_to_string(path).ok()?)
+}
+
+/// `pid (comm) state ppid … utime stime … starttime …`: comm may hold spaces and
+/// parentheses, so fields are counted from the last `)` (field 3, the state, first).
 fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     let after_comm = &text[text.rfind(')')? + 1..];
-    let mut fields = after_comm.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // Fields 4..=21 lie between state (3) and starttime (22).
-    let start_ticks = fields.nth(22 - 4)?.parse().ok()?;
-    Some(ProcStat { state, start_ticks })
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    let state = fields.first()?.chars().next()?;
+    Some(ProcStat { state, cpu_ticks: field(14)? + field(15)?, start_ticks: field(22)? })
+}
+
+/// What the host kernel says about a running QEMU (or any process).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcessUsage {
+    /// CPU time of all its threads so far.
+    pub cpu_seconds: f64,
+    /// Resident memory (`VmRSS`).
+    pub rss_bytes: u64,
+    /// Seconds since it started.
+    pub uptime_seconds: f64,
+}
+
+fn ticks_per_second() -> f64 {
+    rustix::param::clock_ticks_per_second().max(1) as f64
+}
+
+/// CPU time, memory and age of process `pid`; `None` once it is gone.
+pub fn process_usage(pid: u32) -> Option<ProcessUsage> {
+    let stat = read_proc_stat(pid)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let boot_uptime: f64 = std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    let per_second = ticks_per_second();
+    Some(ProcessUsage {
+        cpu_seconds: stat.cpu_ticks as f64 / per_second,
+        rss_bytes: rss_kib * 1024,
+        uptime_seconds: (boot_uptime - stat.start_ticks as f64 / per_second).max(0.0),
+    })
+}
+
+/// CPU time of thread `tid` of process `pid` (e.g. a vCPU thread), in seconds.
+pub fn thread_cpu_seconds(pid: u32, tid: u32) -> Option<f64> {
+    let stat = read_stat_file(&format!("/proc/{pid}/task/{tid}/stat"))?;
+    Some(stat.cpu_ticks as f64 / ticks_per_second())
 }
 
 #[cfg(test)]
@@ -458,9 +498,18 @@ mod tests {
     #[test]
     fn proc_stat_survives_odd_process_names() {
         let line = "4242 (qemu) (x y)) S 1 4242 4242 0 -1 4194560 9 0 0 0 1 2 0 0 20 0 5 0 987654 1 2 3\n";
-        assert_eq!(parse_proc_stat(line), Some(ProcStat { state: 'S', start_ticks: 987654 }));
+        assert_eq!(parse_proc_stat(line), Some(ProcStat { state: 'S', cpu_ticks: 3, start_ticks: 987654 }));
         assert_eq!(parse_proc_stat("garbage"), None);
         assert_eq!(parse_proc_stat("1 (x) R 0"), None);
+    }
+
+    #[test]
+    fn own_usage_is_visible() {
+        let pid = std::process::id();
+        let usage = process_usage(pid).expect("usage of this process");
+        assert!(usage.rss_bytes > 0 && usage.cpu_seconds >= 0.0 && usage.uptime_seconds >= 0.0);
+        assert!(thread_cpu_seconds(pid, pid).is_some());
+        assert!(process_usage(u32::MAX).is_none());
     }
 
     #[test]

@@ -69,6 +69,22 @@ pub struct RunStatus {
     pub status: String,
 }
 
+/// Told the duration of every QMP exchange (command sent → reply, or timeout).
+pub type RoundTripObserver = fn(command: &'static str, took: Duration);
+
+static ROUND_TRIP_OBSERVER: std::sync::OnceLock<RoundTripObserver> = std::sync::OnceLock::new();
+
+/// Installs the process-wide observer of QMP round trips (e.g. for metrics); the first one stays.
+pub fn observe_round_trips(observer: RoundTripObserver) {
+    let _ = ROUND_TRIP_OBSERVER.set(observer);
+}
+
+fn observe_round_trip(command: &'static str, took: Duration) {
+    if let Some(observer) = ROUND_TRIP_OBSERVER.get() {
+        observer(command, took);
+    }
+}
+
 /// A typed QMP command: its name, its arguments (the serialized struct) and its reply.
 pub trait QmpCommand: Serialize {
     const NAME: &'static str;
@@ -270,6 +286,12 @@ impl QmpClient {
         self.execute_with_fd(command, None).await
     }
 
+    /// Sends one command and waits at most `limit` for its reply: for callers
+    /// that must not wait on a hung QEMU as long as an operation would.
+    pub async fn execute_within<C: QmpCommand>(&self, command: &C, limit: Duration) -> Result<C::Reply, QemuError> {
+        self.exchange(command, None, limit).await
+    }
+
     /// Sends one command with a descriptor attached (SCM_RIGHTS on the command's
     /// first byte), as `getfd` and `add-fd` expect; otherwise as [`Self::execute`].
     pub(crate) async fn execute_with_fd<C: QmpCommand>(
@@ -277,6 +299,16 @@ impl QmpClient {
         command: &C,
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<C::Reply, QemuError> {
+        self.exchange(command, fd, self.inner.timeout).await
+    }
+
+    async fn exchange<C: QmpCommand>(
+        &self,
+        command: &C,
+        fd: Option<BorrowedFd<'_>>,
+        limit: Duration,
+    ) -> Result<C::Reply, QemuError> {
+        let started = Instant::now();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let request = serde_json::json!({ "execute": C::NAME, "arguments": command, "id": id });
         let reply = self.register(id)?;
@@ -285,14 +317,12 @@ impl QmpClient {
             // The reader drops the sender when the connection closes.
             reply.await.map_err(|_| QemuError::QmpClosed)
         };
-        let outcome = tokio::time::timeout(self.inner.timeout, exchange).await;
+        let outcome = tokio::time::timeout(limit, exchange).await;
         self.forget(id);
+        observe_round_trip(C::NAME, started.elapsed());
         let reply = match outcome {
             Ok(reply) => reply?,
-            Err(_) => {
-                let timeout = self.inner.timeout;
-                return Err(QemuError::QmpTimeout { command: C::NAME, timeout });
-            }
+            Err(_) => return Err(QemuError::QmpTimeout { command: C::NAME, timeout: limit }),
         };
         let value =
             reply.map_err(|ReplyError { class, desc }| QemuError::QmpCommand { command: C::NAME, class, desc })?;

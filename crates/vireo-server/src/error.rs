@@ -156,7 +156,11 @@ impl IntoResponse for ServerError {
         if api.code == ErrorCode::Internal || api.code == ErrorCode::QemuFailed {
             tracing::error!(error = %api.message, "request failed");
         }
-        let status = StatusCode::from_u16(api.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(api)).into_response()
+        let code = api.code;
+        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(api)).into_response();
+        // For the request log and the audit log, which do not read bodies.
+        response.extensions_mut().insert(code);
+        response
     }
 }

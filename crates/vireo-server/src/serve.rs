@@ -15,7 +15,9 @@ use nix::sys::stat::{Mode, umask};
 use tokio::net::{TcpListener, UnixListener};
 use vireo_store::SqliteStore;
 
-use crate::api::{AppState, ServedOn, require_token, router};
+use crate::api::{AppState, Peer, metrics_router, observed, require_token, router};
+use crate::audit::AuditLog;
+use crate::logging::LogFormat;
 use crate::manager::VmManager;
 use crate::token::ApiToken;
 
@@ -23,18 +25,22 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub socket: PathBuf,
     pub listen: Option<SocketAddr>,
+    /// Also serve `GET /metrics` alone, without a token, on this address.
+    pub metrics_listen: Option<SocketAddr>,
     /// Create the `default` NAT network on first start (when running as root).
     pub default_network: bool,
+    pub log_format: LogFormat,
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    init_logging();
+    crate::logging::init(opts.log_format);
     // Everything the daemon creates (database, token, sockets, logs) is private to its user.
     umask(Mode::from_bits_truncate(0o077));
     create_private_dir(&opts.data_dir)?;
     let _lock = lock_data_dir(&opts.data_dir)?;
     let store = SqliteStore::open(&opts.data_dir.join("vireo.db"))?;
     let token = ApiToken::load_or_create(&opts.data_dir)?;
+    let audit = Arc::new(AuditLog::open(&opts.data_dir)?);
     let qemu_binary = vireo_qemu::find_qemu_binary()?;
     create_private_dir(&opts.data_dir.join("vms"))?;
     let manager = VmManager::new(Arc::new(store), qemu_binary, vireo_qemu::gather_accel_facts(), &opts.data_dir);
@@ -50,16 +56,31 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     manager.recover().await.map_err(|e| anyhow::anyhow!(e.message()))?;
 
-    let app = router(AppState { manager });
+    // Event streams never end by themselves; graceful shutdown would wait for them forever.
+    let events = manager.events().clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        events.close();
+    });
+    let state = AppState::new(manager);
+    let app = router(state.clone());
     let unix = bind_unix_socket(&opts.socket)?;
     tracing::info!(socket = %opts.socket.display(), data_dir = %opts.data_dir.display(), "serving");
     let mut servers = tokio::task::JoinSet::new();
-    servers.spawn(axum::serve(unix, app.clone()).with_graceful_shutdown(shutdown_signal()).into_future());
+    let unix_app = observed(app.clone(), audit.clone()).into_make_service_with_connect_info::<Peer>();
+    servers.spawn(axum::serve(unix, unix_app).with_graceful_shutdown(shutdown_signal()).into_future());
     if let Some(addr) = opts.listen {
         let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%addr, "serving on TCP (bearer token required)");
-        let app = app.layer(from_fn_with_state(token, require_token)).into_make_service_with_connect_info::<ServedOn>();
+        // Outside the token check, so refused calls are logged and audited too.
+        let app = observed(app.layer(from_fn_with_state(token, require_token)), audit)
+            .into_make_service_with_connect_info::<Peer>();
         servers.spawn(axum::serve(tcp, app).with_graceful_shutdown(shutdown_signal()).into_future());
+    }
+    if let Some(addr) = opts.metrics_listen {
+        let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(%addr, "serving metrics on TCP (read-only, no token)");
+        servers.spawn(axum::serve(tcp, metrics_router(state)).with_graceful_shutdown(shutdown_signal()).into_future());
     }
     while let Some(result) = servers.join_next().await {
         result.context("API server task failed")?.context("API server failed")?;
@@ -67,14 +88,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&opts.socket);
     tracing::info!("stopped; VMs keep running");
     Ok(())
-}
-
-/// Logs go to stderr; `VIREO_LOG` takes a tracing filter such as `debug` or `vireo_server=trace`.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VIREO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Fails only if a subscriber is already installed (e.g. by an embedding program); keep that one.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn create_private_dir(path: &Path) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub const TOKEN_FILE: &str = "api-token";
@@ -32,7 +33,7 @@ impl ApiToken {
         }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the API token: {e}"))?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = to_hex(&bytes);
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -45,10 +46,36 @@ impl ApiToken {
         Ok(ApiToken(token))
     }
 
+    #[cfg(test)]
+    pub(crate) fn for_tests(token: &str) -> Self {
+        ApiToken(token.to_string())
+    }
+
     /// Compares in constant time so the token cannot be guessed byte by byte from response timings.
     pub fn matches(&self, presented: &str) -> bool {
         self.0.as_bytes().ct_eq(presented.as_bytes()).into()
     }
+
+    /// What identifies this token in the audit log: the first 8 hex digits of
+    /// its SHA-256, which cannot be turned back into the token.
+    pub fn fingerprint(&self) -> TokenFingerprint {
+        TokenFingerprint(to_hex(&Sha256::digest(self.0.as_bytes())[..4]))
+    }
+}
+
+/// The short, non-reversible name of an accepted token (see [`ApiToken::fingerprint`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenFingerprint(String);
+
+impl TokenFingerprint {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Lower-case hex, two digits a byte.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -67,5 +94,16 @@ mod tests {
         assert!(second.matches(&first.0));
         assert!(!second.matches("wrong"));
         assert_eq!(format!("{first:?}"), "ApiToken(<redacted>)");
+    }
+
+    #[test]
+    fn fingerprint_is_the_start_of_the_sha256_and_never_the_token() {
+        // SHA-256("secret") = 2bb80d53...
+        let fingerprint = ApiToken::for_tests("secret").fingerprint();
+        assert_eq!(fingerprint.as_str(), "2bb80d53");
+        let token = ApiToken(to_hex(&[0xab; 32]));
+        let fingerprint = token.fingerprint();
+        assert_eq!(fingerprint.as_str().len(), 8);
+        assert!(!token.0.contains(fingerprint.as_str()));
     }
 }

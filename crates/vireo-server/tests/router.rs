@@ -25,7 +25,7 @@ fn harness() -> Harness {
     let store = SqliteStore::open(&dir.path().join("vireo.db")).unwrap();
     std::fs::write(dir.path().join("kernel"), b"not really a kernel").unwrap();
     let manager = VmManager::new(Arc::new(store), "/nonexistent/qemu".into(), HostAccelFacts::default(), dir.path());
-    Harness { app: router(AppState { manager }), dir }
+    Harness { app: router(AppState::new(manager)), dir }
 }
 
 impl Harness {

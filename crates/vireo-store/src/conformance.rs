@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use vireo_api::{Accel, ByteSize, DiskFormat, NetworkMode, PoolType, SnapshotKind, VmSpec, VmState};
 use vireo_core::{
-    NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord, VolumeRecord,
+    EventRecord, NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord,
+    VolumeRecord,
 };
 
 pub fn sample(name: &str) -> VmRecord {
@@ -34,6 +35,64 @@ pub async fn run(store: &dyn Store) {
     pools_and_volumes(store).await;
     snapshots_go_with_their_vm(store).await;
     networks(store).await;
+    events_keep_their_order_and_only_the_latest(store).await;
+    events_filter_by_vm_and_page_after_an_id(store).await;
+}
+
+fn event(vm: Option<&str>, kind: &str) -> EventRecord {
+    EventRecord {
+        id: 0,
+        at_ms: 42,
+        vm: vm.map(str::to_string),
+        kind: kind.into(),
+        details: serde_json::json!({"from": "stopped", "to": "starting", "nested": {"n": [1, 2]}}),
+    }
+}
+
+fn ids(events: &[EventRecord]) -> Vec<u64> {
+    events.iter().map(|e| e.id).collect()
+}
+
+async fn events_keep_their_order_and_only_the_latest(store: &dyn Store) {
+    let mut appended = Vec::new();
+    for n in 0..5 {
+        appended.push(store.append_event(&event(Some("r1"), &format!("k{n}")), 3).await.unwrap());
+    }
+    assert!(appended.windows(2).all(|w| w[0] < w[1]), "ids increase: {appended:?}");
+    let kept = store.list_events(Some(0), None, 100).await.unwrap();
+    assert_eq!(ids(&kept), appended[2..], "the oldest go, at most 3 stay");
+    assert_eq!(kept[0].kind, "k2");
+    assert_eq!(kept[0].vm.as_deref(), Some("r1"));
+    assert_eq!(kept[0].at_ms, 42);
+    assert_eq!(kept[0].details, event(None, "").details, "details come back as stored");
+
+    // Retention never makes an id come back.
+    let next = store.append_event(&event(None, "k5"), 1).await.unwrap();
+    assert!(next > appended[4]);
+    assert_eq!(ids(&store.list_events(None, None, 100).await.unwrap()), [next]);
+    assert!(store.list_events(Some(next), None, 100).await.unwrap().is_empty());
+}
+
+async fn events_filter_by_vm_and_page_after_an_id(store: &dyn Store) {
+    let start = store.list_events(None, None, 1).await.unwrap().last().map_or(0, |e| e.id);
+    let mut of_a = Vec::new();
+    for (vm, kind) in [(Some("a"), "a1"), (Some("b"), "b1"), (None, "pool"), (Some("a"), "a2"), (Some("a"), "a3")] {
+        let id = store.append_event(&event(vm, kind), 100).await.unwrap();
+        if vm == Some("a") {
+            of_a.push(id);
+        }
+    }
+    let all = store.list_events(Some(start), None, 100).await.unwrap();
+    let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["a1", "b1", "pool", "a2", "a3"], "oldest first");
+    assert_eq!(ids(&store.list_events(Some(start), Some("a"), 100).await.unwrap()), of_a);
+    assert_eq!(ids(&store.list_events(Some(start), Some("a"), 2).await.unwrap()), of_a[..2], "limit counts from after");
+    assert_eq!(ids(&store.list_events(Some(of_a[0]), Some("a"), 100).await.unwrap()), of_a[1..], "after is exclusive");
+    assert_eq!(ids(&store.list_events(None, Some("a"), 2).await.unwrap()), of_a[1..], "no after: the latest, in order");
+    assert_eq!(ids(&store.list_events(None, None, 2).await.unwrap()), ids(&all[3..]));
+    assert!(store.list_events(Some(start), Some("nobody"), 100).await.unwrap().is_empty());
+    let none_vm = store.list_events(Some(start), None, 100).await.unwrap();
+    assert_eq!(none_vm[2].vm, None);
 }
 
 async fn networks(store: &dyn Store) {

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use vireo_api::VmState;
 use vireo_core::{
-    NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord, VolumeRecord,
+    EventRecord, NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord,
+    VolumeRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -65,6 +66,16 @@ const MIGRATIONS: &[&str] = &[
         subnet        TEXT,
         vlan          INTEGER,
         created_at_ms INTEGER NOT NULL
+    ) STRICT;
+"#,
+    // AUTOINCREMENT: an id is never handed out twice, even once retention has deleted it.
+    r#"
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms   INTEGER NOT NULL,
+        vm      TEXT,
+        kind    TEXT NOT NULL,
+        details TEXT NOT NULL
     ) STRICT;
 "#,
 ];
@@ -493,6 +504,63 @@ impl Store for SqliteStore {
         let deleted =
             self.conn().execute("DELETE FROM snapshots WHERE vm = ?1 AND name = ?2", [vm, name]).map_err(backend)?;
         not_found_unless_one(deleted, ObjectKind::Snapshot, format!("{vm}/{name}"))
+    }
+
+    async fn append_event(&self, event: &EventRecord, retain: u64) -> Result<u64, StoreError> {
+        let details = serde_json::to_string(&event.details).map_err(backend)?;
+        let retain = to_sql_u64(retain)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute(
+            "INSERT INTO events (at_ms, vm, kind, details) VALUES (?1, ?2, ?3, ?4)",
+            params![event.at_ms, event.vm, event.kind, details],
+        )
+        .map_err(backend)?;
+        let id = tx.last_insert_rowid();
+        tx.execute("DELETE FROM events WHERE id <= ?1", [id.saturating_sub(retain)]).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        from_sql_u64("event", id)
+    }
+
+    async fn list_events(
+        &self,
+        after: Option<u64>,
+        vm: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        // Without `after`, the latest: read newest first, then put them in order.
+        let (order, after_id) = match after {
+            Some(id) => ("ASC", to_sql_u64(id)?),
+            None => ("DESC", -1),
+        };
+        let sql = format!(
+            "SELECT id, at_ms, vm, kind, details FROM events
+             WHERE id > ?1 AND (?2 IS NULL OR vm = ?2) ORDER BY id {order} LIMIT ?3"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let read = |row: &Row<'_>| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        };
+        let mut events = self.query(&sql, params![after_id, vm, limit], read, |(id, at_ms, vm, kind, details)| {
+            let name = format!("event {id}");
+            Ok(EventRecord {
+                id: from_sql_u64(&name, id)?,
+                details: serde_json::from_str(&details).map_err(|e| corrupt(&name, e))?,
+                at_ms,
+                vm,
+                kind,
+            })
+        })?;
+        if after.is_none() {
+            events.reverse();
+        }
+        Ok(events)
     }
 }
 

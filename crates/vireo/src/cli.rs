@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vireo_api::{Accel, ByteSize, DiskFormat, NetworkMode, PoolType};
+use vireo_server::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(name = "vireo", version, about = "Run KVM/QEMU virtual machines: the daemon (`vireo serve`) and its client")]
@@ -51,6 +53,9 @@ pub enum Command {
     /// Inspect the host the daemon runs on
     #[command(subcommand)]
     Host(HostCommand),
+    /// Show what happened: every state change and operation, oldest first (-o json: an array,
+    /// or with --follow one event per line)
+    Events(EventsArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -66,9 +71,34 @@ pub struct ServeArgs {
     /// Also serve the API over TCP on ADDR:PORT (bearer token required)
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+    /// Also serve Prometheus metrics (GET /metrics only, no token) on ADDR:PORT
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Do not create the `default` NAT network (bridge, dnsmasq, nftables) on first start
     #[arg(long)]
     pub no_default_network: bool,
+    /// How the daemon writes its log on stderr: human-readable text or JSON lines
+    #[arg(long, value_name = "FORMAT", default_value_t = LogFormat::Text,
+        value_parser = PossibleValuesParser::new(LogFormat::NAMES).try_map(|name| name.parse::<LogFormat>()))]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep printing events as they happen (resuming after a lost connection)
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only this VM's events
+    #[arg(long, value_name = "NAME")]
+    pub vm: Option<String>,
+    /// Only events after this id [default: the latest ones]
+    #[arg(long, value_name = "ID")]
+    pub after: Option<u64>,
+    /// Show at most this many events (before following) [daemon default: 100]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: Option<u32>,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 #[derive(Debug, Args)]
@@ -580,5 +610,18 @@ mod tests {
         assert_eq!(cli.connection.socket, Some(PathBuf::from("/s")));
         let cli = Cli::try_parse_from(["vireo", "--socket", "/s", "serve", "--listen", "127.0.0.1:7070"]).unwrap();
         assert_eq!(cli.connection.socket, Some(PathBuf::from("/s")));
+    }
+
+    #[test]
+    fn serve_logs_text_unless_json_is_asked_for() {
+        let format = |args: &[&str]| match Cli::try_parse_from([&["vireo", "serve"], args].concat()).map(|c| c.command)
+        {
+            Ok(Command::Serve(serve)) => Ok(serve.log_format),
+            Ok(other) => panic!("parsed as {other:?}"),
+            Err(err) => Err(err.kind()),
+        };
+        assert_eq!(format(&[]), Ok(LogFormat::Text));
+        assert_eq!(format(&["--log-format", "json"]), Ok(LogFormat::Json));
+        assert_eq!(format(&["--log-format", "yaml"]), Err(clap::error::ErrorKind::InvalidValue));
     }
 }

@@ -15,7 +15,12 @@ pub async fn require_token(State(token): State<ApiToken>, request: Request, next
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     match presented {
-        Some(presented) if token.matches(presented.trim()) => next.run(request).await,
+        Some(presented) if token.matches(presented.trim()) => {
+            let mut response = next.run(request).await;
+            // Names the client in the audit log (see request_log.rs).
+            response.extensions_mut().insert(token.fingerprint());
+            response
+        }
         _ => ServerError::Unauthorized.into_response(),
     }
 }

@@ -10,6 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
+use tracing::Instrument;
 
 use super::AppState;
 use crate::error::ServerError;
@@ -25,7 +26,10 @@ pub async fn attach(
     let hub = state.manager.console(&name).await?;
     let upgrade = upgrade
         .map_err(|e| ServerError::BadRequest(format!("the console needs a WebSocket upgrade: {}", e.body_text())))?;
-    Ok(upgrade.on_upgrade(move |socket| relay(socket, hub)))
+    // The session outlives the request (finished with the 101) but logs
+    // under its span, so its lines carry the request id.
+    let span = tracing::Span::current();
+    Ok(upgrade.on_upgrade(move |socket| relay(socket, hub).instrument(span)))
 }
 
 async fn relay(socket: WebSocket, hub: std::sync::Arc<crate::console::ConsoleHub>) {
@@ -64,4 +68,5 @@ async fn relay(socket: WebSocket, hub: std::sync::Arc<crate::console::ConsoleHub
         () = forward_input => {},
         () = hub.wait_closed() => {},
     }
+    tracing::debug!("console session ended");
 }

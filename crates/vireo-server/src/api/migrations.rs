@@ -2,34 +2,21 @@
 //! users of the source daemon, `/v1/migrations/incoming` for the source daemon
 //! talking to the destination daemon.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use axum::body::Bytes;
-use axum::extract::connect_info::Connected;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
-use axum::serve::IncomingStream;
 use axum::{Extension, Json};
-use tokio::net::TcpListener;
 use vireo_api::{ApiError, IncomingMigration, IncomingReady, MigrateRequest, MigrationStatus, Vm};
 
+use super::peer::Peer;
 use super::vms::to_wire;
 use super::{AppState, json_body};
 use crate::error::ServerError;
 
 type ApiResult<T> = Result<T, ServerError>;
-
-/// The local address a TCP connection came in on: the destination's QEMU
-/// listens for the migration on the address the source reached the API on.
-#[derive(Clone, Copy, Debug)]
-pub struct ServedOn(pub Option<SocketAddr>);
-
-impl Connected<IncomingStream<'_, TcpListener>> for ServedOn {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        ServedOn(stream.io().local_addr().ok())
-    }
-}
 
 #[utoipa::path(operation_id = "migrate_vm", post, path = "/v1/vms/{name}/migrate", tag = "migration",
     params(("name" = String, Path)), request_body = MigrateRequest,
@@ -71,13 +58,14 @@ pub async fn cancel(State(state): State<AppState>, Path(name): Path<String>) -> 
         (status = 422, description = "Does not fit this host (QEMU version, memory, storage not shared, invalid spec)", body = ApiError)))]
 pub async fn prepare_incoming(
     State(state): State<AppState>,
-    served_on: Option<Extension<ConnectInfo<ServedOn>>>,
+    peer: Option<Extension<ConnectInfo<Peer>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<IncomingReady>)> {
     let request: IncomingMigration = json_body(body)?;
-    // Over the Unix socket (a local proxy) the migration stays on loopback.
-    let listen = served_on
-        .and_then(|Extension(ConnectInfo(ServedOn(addr)))| addr)
+    // The destination's QEMU listens on the address the source reached the
+    // API on; over the Unix socket (a local proxy) the migration stays on loopback.
+    let listen = peer
+        .and_then(|Extension(ConnectInfo(peer))| peer.served_on())
         .map(|addr| addr.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     Ok((StatusCode::CREATED, Json(state.manager.prepare_incoming(request, listen).await?)))

@@ -7,10 +7,14 @@
 mod auth;
 mod console;
 mod devices;
+mod events;
 mod host;
+mod metrics;
 mod migrations;
 mod networks;
 mod openapi;
+mod peer;
+mod request_log;
 mod snapshots;
 mod storage;
 mod vms;
@@ -27,8 +31,9 @@ use serde::de::DeserializeOwned;
 use vireo_core::spec::parse_json;
 
 pub use auth::require_token;
-pub use migrations::ServedOn;
 pub use openapi::ApiDoc;
+pub use peer::Peer;
+pub use request_log::{REQUEST_ID_HEADER, RequestId, observed};
 pub(crate) use vms::rfc3339;
 
 use crate::error::ServerError;
@@ -40,6 +45,18 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub manager: Arc<VmManager>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(manager: Arc<VmManager>) -> Self {
+        AppState { manager, metrics: crate::metrics::Metrics::new() }
+    }
+}
+
+/// The metrics endpoint alone, for `--metrics-listen` (no token: it only reads).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics::scrape)).with_state(state)
 }
 
 /// All routes of `/v1`.
@@ -80,7 +97,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/networks", get(networks::list).post(networks::create))
         .route("/v1/networks/{network}", get(networks::show).delete(networks::delete))
         .route("/v1/host/check", get(host::check))
+        .route("/v1/events", get(events::list))
+        .route("/metrics", get(metrics::scrape))
         .route("/v1/openapi.json", get(openapi::document))
+        .route_layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track_requests))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

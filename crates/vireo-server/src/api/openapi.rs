@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{console, devices, host, migrations, networks, snapshots, storage, vms};
+use super::{console, devices, events, host, migrations, networks, snapshots, storage, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,7 @@ use super::{console, devices, host, migrations, networks, snapshots, storage, vm
         migrations::migrate, migrations::status, migrations::cancel, migrations::prepare_incoming,
         migrations::finish_incoming, migrations::abort_incoming,
         networks::list, networks::create, networks::show, networks::delete,
-        host::check, document
+        events::list, host::check, document
     ),
     components(schemas(vireo_api::ErrorCode, vireo_api::VmState, vireo_api::CheckStatus)),
     modifiers(&BearerAuth),
@@ -28,6 +28,7 @@ use super::{console, devices, host, migrations, networks, snapshots, storage, vm
         (name = "snapshots", description = "VM snapshots"),
         (name = "networks", description = "Managed virtual networks"),
         (name = "migration", description = "Live migration between hosts"),
+        (name = "events", description = "The event log: every state change and operation"),
         (name = "host", description = "The host"))
 )]
 pub struct ApiDoc;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vireo_api::{IncomingMigration, IncomingReady, NbdServer, StorageProbe, VmState};
+use vireo_api::{EventKind, IncomingMigration, IncomingReady, NbdServer, StorageProbe, VmState};
 use vireo_core::spec::validate_volume_name;
 use vireo_core::{Action, DiskPorts, PoolRecord, VmRecord, VolumeRecord, validate_spec};
 
@@ -274,6 +274,7 @@ impl VmManager {
             tracing::warn!(vm = name, error = %err, "cannot remove the incoming ledger");
         }
         tracing::info!(vm = name, "migrated in");
+        self.events.emit(Some(name), EventKind::VmMigratedIn {}).await;
         Ok(record)
     }
 

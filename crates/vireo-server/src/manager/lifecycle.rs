@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vireo_api::{StopRequest, VmState};
+use vireo_api::{EventKind, StopRequest, VmState};
 use vireo_core::{Action, RuntimeRecord, VmRecord};
 use vireo_qemu::{Incoming, Launch, RuntimePaths};
 
@@ -123,7 +123,11 @@ impl VmManager {
                 tracing::warn!(vm = %name, error = %err, "cannot remove the used saved state");
             }
         }
-        self.save_state(record, VmState::Running).await
+        self.save_state(record, VmState::Running).await?;
+        if matches!(mode, StartMode::Restore(_)) {
+            self.events.emit(Some(&name), EventKind::VmRestored {}).await;
+        }
+        Ok(())
     }
 
     /// Records a failed start (with the reason) and passes the error on. A

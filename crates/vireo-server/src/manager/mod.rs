@@ -14,9 +14,11 @@ mod migration;
 mod network;
 mod recover;
 mod snapshots;
+mod stats;
 mod storage;
 
 pub use network::{NetworkStatus, lease_expiry};
+pub use stats::{NicCounters, VmSample};
 pub use storage::{DEFAULT_POOL, PoolStatus, VolumeStatus};
 
 use std::collections::HashMap;
@@ -24,13 +26,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use vireo_api::{NicSpec, VmSpec, VmState};
+use vireo_api::{EventKind, NicSpec, VmSpec, VmState};
 use vireo_core::spec::{format_mac, parse_mac};
 use vireo_core::state::check_action;
 use vireo_core::{Action, DiskPorts, HostAccelFacts, SpecError, Store, StoreError, VmRecord, validate_spec};
 
 use crate::console::{ConsoleHub, read_console_log};
 use crate::error::ServerError;
+use crate::events::EventLog;
 use live::Live;
 
 pub struct VmManager {
@@ -52,6 +55,8 @@ pub struct VmManager {
     qemu_version: tokio::sync::OnceCell<String>,
     /// The latest outgoing migration of each VM.
     migrations: migration::Migrations,
+    /// Every state change and operation, stored and streamed.
+    events: Arc<EventLog>,
 }
 
 /// Per-VM coordination. Slots are never removed, so a name always maps to the same lock.
@@ -73,7 +78,7 @@ impl Slot {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
@@ -85,6 +90,7 @@ impl VmManager {
     /// A manager keeping its per-VM and per-network files under `data_dir`.
     pub fn new(store: Arc<dyn Store>, qemu_binary: PathBuf, accel_facts: HostAccelFacts, data_dir: &Path) -> Arc<Self> {
         Arc::new(VmManager {
+            events: Arc::new(EventLog::new(store.clone())),
             store,
             qemu_binary,
             accel_facts,
@@ -114,12 +120,14 @@ impl VmManager {
 
     /// Writes the record with a new state; the caller holds the VM's job lock.
     async fn save_state(&self, record: &mut VmRecord, state: VmState) -> Result<(), ServerError> {
+        let from = record.state;
         if record.state != state {
             record.state_changed_at_ms = now_ms();
         }
         record.state = state;
         record.revision = self.store.update_vm(record).await?;
         tracing::info!(vm = %record.name, state = %state, "state changed");
+        self.events.emit_transition(&record.name, from, state, record.last_error.as_deref()).await;
         Ok(())
     }
 
@@ -147,7 +155,13 @@ impl VmManager {
             other => other.into(),
         })?;
         tracing::info!(vm = %record.name, "created");
+        self.events.emit(Some(&record.name), EventKind::VmCreated {}).await;
         Ok(record)
+    }
+
+    /// The daemon's event log.
+    pub fn events(&self) -> &Arc<EventLog> {
+        &self.events
     }
 
     pub async fn get(&self, name: &str) -> Result<VmRecord, ServerError> {
@@ -171,6 +185,7 @@ impl VmManager {
             tracing::warn!(vm = name, error = %err, "cannot remove the VM's directory");
         }
         tracing::info!(vm = name, "deleted");
+        self.events.emit(Some(name), EventKind::VmDeleted {}).await;
         Ok(())
     }
 

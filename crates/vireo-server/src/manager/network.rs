@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use vireo_api::{NetworkMode, NetworkSpec, NicSpec, VmSpec};
+use vireo_api::{EventKind, NetworkMode, NetworkSpec, NicSpec, VmSpec};
 use vireo_core::spec::{format_mac, parse_mac, validate_name, validate_nics};
 use vireo_core::{Action, DiskPorts, NetworkRecord, ObjectKind, SpecError, VmRecord};
 use vireo_net::{
@@ -163,6 +163,7 @@ impl VmManager {
             return Err(err.into());
         }
         tracing::info!(network = %record.name, bridge = %record.bridge, "network created");
+        self.events.emit(None, EventKind::NetworkCreated { network: record.name.clone() }).await;
         Ok(NetworkStatus { record, leases: Vec::new(), used_by: Vec::new() })
     }
 
@@ -281,6 +282,7 @@ impl VmManager {
         self.store.delete_network(name).await?;
         self.unrealize_network(&record).await?;
         tracing::info!(network = name, "network deleted");
+        self.events.emit(None, EventKind::NetworkDeleted { network: name.to_string() }).await;
         Ok(())
     }
 
@@ -395,6 +397,8 @@ impl VmManager {
         record.spec.nics = nics;
         record.revision = self.store.update_vm(&record).await?;
         tracing::info!(vm, network = %nic.network, "NIC attached");
+        let attached = EventKind::NicAttached { mac: nic.mac.clone().unwrap_or_default(), network: nic.network };
+        self.events.emit(Some(vm), attached).await;
         Ok(record)
     }
 
@@ -426,6 +430,7 @@ impl VmManager {
         record.disk_ports.remove(&nic_port_key(&wanted));
         record.revision = self.store.update_vm(&record).await?;
         tracing::info!(vm, mac = %wanted, "NIC detached");
+        self.events.emit(Some(vm), EventKind::NicDetached { mac: wanted }).await;
         Ok(record)
     }
 }

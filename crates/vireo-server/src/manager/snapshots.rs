@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vireo_api::{DiskFormat, DiskSpec, SnapshotCreate, SnapshotKind, VmState};
+use vireo_api::{DiskFormat, DiskSpec, EventKind, SnapshotCreate, SnapshotKind, VmState};
 use vireo_core::spec::{disk_source, validate_disk, validate_disks, validate_name};
 use vireo_core::state::has_process;
 use vireo_core::{Action, ObjectKind, SnapshotRecord, SpecError, VmRecord};
@@ -112,6 +112,8 @@ impl VmManager {
         };
         self.store.insert_snapshot(&snapshot).await?;
         tracing::info!(vm, snapshot = %snapshot.name, kind = ?kind, "snapshot taken");
+        let created = EventKind::SnapshotCreated { snapshot: snapshot.name.clone(), snapshot_kind: kind };
+        self.events.emit(Some(vm), created).await;
         Ok(snapshot)
     }
 
@@ -153,6 +155,7 @@ impl VmManager {
             }
         }
         tracing::info!(vm, snapshot = name, "reverted");
+        self.events.emit(Some(vm), EventKind::SnapshotReverted { snapshot: name.to_string() }).await;
         Ok(record)
     }
 
@@ -206,6 +209,7 @@ impl VmManager {
             tracing::warn!(vm, snapshot = name, error = %err.message(), "snapshot data left in the images");
         }
         tracing::info!(vm, snapshot = name, "snapshot deleted");
+        self.events.emit(Some(vm), EventKind::SnapshotDeleted { snapshot: name.to_string() }).await;
         Ok(())
     }
 
@@ -242,6 +246,7 @@ impl VmManager {
         record.spec.disks = disks;
         record.revision = self.store.update_vm(&record).await?;
         tracing::info!(vm, disk = %disk_source(&disk), "disk attached");
+        self.events.emit(Some(vm), EventKind::DiskAttached { disk: disk_source(&disk) }).await;
         Ok(record)
     }
 
@@ -275,6 +280,7 @@ impl VmManager {
         record.disk_ports.remove(&disk_source(&removed));
         record.revision = self.store.update_vm(&record).await?;
         tracing::info!(vm, volume, "disk detached");
+        self.events.emit(Some(vm), EventKind::DiskDetached { disk: disk_source(&removed) }).await;
         Ok(record)
     }
 }

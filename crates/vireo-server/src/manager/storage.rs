@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use vireo_api::{DiskFormat, PoolSpec, PoolType, VmSpec, VolumeClone, VolumeCreate, VolumeImport};
+use vireo_api::{DiskFormat, EventKind, PoolSpec, PoolType, VmSpec, VolumeClone, VolumeCreate, VolumeImport};
 use vireo_core::spec::{parse_volume_ref, validate_name, validate_volume_name};
 use vireo_core::{ObjectKind, PoolRecord, SpecError, VolumeRecord};
 use vireo_storage::{DirPool, PoolDriver, PoolUsage, StorageError, VolumeInfo, VolumeSource};
@@ -113,6 +113,7 @@ impl VmManager {
         driver(&record).prepare().await.map_err(storage_error(format!("prepare pool {}", record.name)))?;
         self.store.insert_pool(&record).await?;
         tracing::info!(pool = %record.name, path = %record.path.display(), "pool created");
+        self.events.emit(None, EventKind::PoolCreated { pool: record.name.clone() }).await;
         self.pool_status(record).await
     }
 
@@ -157,6 +158,7 @@ impl VmManager {
         }
         self.store.delete_pool(name).await?;
         tracing::info!(pool = name, "pool deleted");
+        self.events.emit(None, EventKind::PoolDeleted { pool: name.to_string() }).await;
         Ok(())
     }
 
@@ -242,6 +244,7 @@ impl VmManager {
             return Err(err.into());
         }
         tracing::info!(pool = %pool.name, volume = name, "volume created");
+        self.events.emit(None, EventKind::VolumeCreated { pool: pool.name.clone(), volume: name.to_string() }).await;
         Ok(VolumeStatus { record, info, used_by: Vec::new() })
     }
 
@@ -379,6 +382,7 @@ impl VmManager {
         self.store.delete_volume(pool, name).await?;
         driver(&pool_record).delete_volume(name).await.map_err(storage_error(format!("delete volume {key}")))?;
         tracing::info!(pool, volume = name, "volume deleted");
+        self.events.emit(None, EventKind::VolumeDeleted { pool: pool.to_string(), volume: name.to_string() }).await;
         Ok(())
     }
 
@@ -402,6 +406,7 @@ impl VmManager {
         }
         self.store.delete_volume(&pool.name, name).await?;
         tracing::info!(pool = %pool.name, volume = name, file_deleted = delete_file, "volume released");
+        self.events.emit(None, EventKind::VolumeDeleted { pool: pool.name, volume: name.to_string() }).await;
         Ok(())
     }
 }

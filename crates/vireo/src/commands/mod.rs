@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed arguments into client calls and output.
 
+mod events;
 mod host;
 mod migrate;
 mod net;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Snapshot(command) => snapshot::run(command, connection::endpoint(&cli.connection, matches)?).await,
         Command::Net(command) => net::run(command, connection::endpoint(&cli.connection, matches)?).await,
         Command::Host(command) => host::run(command, connection::endpoint(&cli.connection, matches)?).await,
+        Command::Events(args) => events::run(args, connection::endpoint(&cli.connection, matches)?).await,
         Command::Completions { shell } => {
             // Generated into memory first: clap_complete panics when its writer fails.
             let mut script = Vec::new();

@@ -14,5 +14,14 @@ pub async fn run(args: ServeArgs, socket: Option<PathBuf>) -> anyhow::Result<()>
     let data_dir = absolute(&cwd, &args.data_dir.unwrap_or_else(default_data_dir));
     let socket = absolute(&cwd, &socket.unwrap_or_else(|| default_socket(&data_dir)));
     let default_network = !args.no_default_network;
-    vireo_server::serve(vireo_server::ServeOptions { data_dir, socket, listen: args.listen, default_network }).await
+    let log_format = args.log_format;
+    vireo_server::serve(vireo_server::ServeOptions {
+        data_dir,
+        socket,
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        default_network,
+        log_format,
+    })
+    .await
 }

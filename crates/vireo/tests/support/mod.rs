@@ -78,10 +78,16 @@ impl Daemon {
     }
 
     pub fn start_with_tcp(tcp: bool) -> Daemon {
+        Self::start_with(tcp, &[])
+    }
+
+    /// A daemon started with extra `vireo serve` arguments (e.g. `--log-format json`);
+    /// a later [`Daemon::spawn`] starts it without them.
+    pub fn start_with(tcp: bool, serve_args: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new().prefix("vireo-e2e-").tempdir().expect("tempdir");
         let socket = dir.path().join("vireo.sock");
         let mut daemon = Daemon { dir, socket, tcp: tcp.then(free_tcp_port), netns: None, child: None };
-        daemon.spawn();
+        daemon.spawn_with(serve_args);
         daemon
     }
 
@@ -109,6 +115,10 @@ impl Daemon {
 
     /// Starts `vireo serve` (again) on the same data directory.
     pub fn spawn(&mut self) {
+        self.spawn_with(&[]);
+    }
+
+    fn spawn_with(&mut self, serve_args: &[&str]) {
         let mut command = match &self.netns {
             Some(netns) => {
                 let mut command = Command::new("ip");
@@ -125,6 +135,7 @@ impl Daemon {
         if let Some(addr) = self.tcp {
             command.arg("--listen").arg(addr.to_string());
         }
+        command.args(serve_args);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -288,4 +299,160 @@ pub fn code(err: vireo_client::ClientError) -> vireo_api::ErrorCode {
 
 pub fn json_list(stdout: &str) -> Vec<serde_json::Value> {
     serde_json::from_str::<serde_json::Value>(stdout).expect("JSON output").as_array().expect("array").clone()
+}
+
+/// The TCP port each daemon of a [`Daemon::pair_in_netns`] listens on (each
+/// namespace has a port space of its own, so a fixed port never clashes).
+pub const PAIR_PORT: u16 = 7400;
+
+impl Daemon {
+    /// Two daemons for migration tests, each in a network namespace of its own,
+    /// the namespaces joined by a veth pair (`10.234.N.1/30` and `10.234.N.2/30`),
+    /// each daemon serving TCP on its end ([`Daemon::url`], [`Daemon::token`]).
+    /// The veth lives only inside the two namespaces and goes with them on drop.
+    pub fn pair_in_netns() -> (Daemon, Daemon) {
+        static PAIRS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let count = PAIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = (std::process::id().wrapping_mul(7).wrapping_add(count) % 250 + 1) as u8;
+        let addresses = [std::net::Ipv4Addr::new(10, 234, n, 1), std::net::Ipv4Addr::new(10, 234, n, 2)];
+        // Both exist (and so are cleaned up on drop) before anything can fail.
+        let mut first = Daemon::unspawned_in_netns(SocketAddr::from((addresses[0], PAIR_PORT)));
+        let mut second = Daemon::unspawned_in_netns(SocketAddr::from((addresses[1], PAIR_PORT)));
+        let namespaces = [first.netns.clone().unwrap(), second.netns.clone().unwrap()];
+        let links = [format!("vmig{n}a"), format!("vmig{n}b")];
+        // Created directly inside the namespaces: the host never sees the veth.
+        run_ip(&[
+            "link",
+            "add",
+            &links[0],
+            "netns",
+            &namespaces[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &links[1],
+            "netns",
+            &namespaces[1],
+        ]);
+        for i in 0..2 {
+            run_ip(&["-n", &namespaces[i], "addr", "add", &format!("{}/30", addresses[i]), "dev", &links[i]]);
+            run_ip(&["-n", &namespaces[i], "link", "set", &links[i], "up"]);
+        }
+        first.spawn();
+        first.wait_tcp_ready();
+        second.spawn();
+        second.wait_tcp_ready();
+        (first, second)
+    }
+
+    /// A daemon in a fresh network namespace that will listen on `tcp`, not started yet.
+    fn unspawned_in_netns(tcp: SocketAddr) -> Daemon {
+        let dir = tempfile::Builder::new().prefix("vireo-e2e-").tempdir().expect("tempdir");
+        let socket = dir.path().join("vireo.sock");
+        let name = format!("vireo-e2e-{}", dir.path().file_name().unwrap().to_string_lossy().replace(['.', '-'], ""));
+        run_ip(&["netns", "add", &name]);
+        let daemon = Daemon { dir, socket, tcp: Some(tcp), netns: Some(name.clone()), child: None };
+        run_ip(&["-n", &name, "link", "set", "lo", "up"]);
+        daemon
+    }
+
+    /// Waits until the daemon's TCP listener (inside its namespace) accepts connections.
+    pub fn wait_tcp_ready(&mut self) {
+        let addr = self.tcp.expect("daemon listens on TCP");
+        let filter = format!("sport = :{}", addr.port());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let listening = match &self.netns {
+                Some(_) => String::from_utf8_lossy(&self.in_netns(&["ss", "-Hltn", &filter]).stdout).into_owned(),
+                None => {
+                    String::from_utf8_lossy(&Command::new("ss").args(["-Hltn", &filter]).output().expect("ss").stdout)
+                        .into_owned()
+                }
+            };
+            if listening.contains(&addr.to_string()) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("vireo serve exited with {status}: {}", self.log());
+            }
+            assert!(Instant::now() < deadline, "vireo serve does not listen on {addr}: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's TCP API address as another daemon reaches it, `http://IP:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.tcp.expect("daemon listens on TCP"))
+    }
+
+    /// Live QEMU processes of this daemon's VM `vm`, found by the pid file path
+    /// (under this daemon's data directory) on their command line. Zombies have
+    /// no command line and do not count.
+    pub fn qemu_processes(&self, vm: &str) -> Vec<u32> {
+        let needle = format!("{}/vms/{vm}/", self.dir.path().display());
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(&needle)
+            })
+            .collect()
+    }
+
+    /// What a failed test should show: the tail of the daemon's log and of each
+    /// VM's QMP, QEMU and console logs.
+    pub fn debug_dump(&self) -> String {
+        dump_data_dir(self.dir.path())
+    }
+}
+
+fn run_ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("run ip");
+    assert!(output.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn tail_lines(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn dump_data_dir(dir: &Path) -> String {
+    let mut out =
+        format!("===== {}/daemon.log (tail) =====\n{}\n", dir.display(), tail_lines(&dir.join("daemon.log"), 80));
+    if let Ok(entries) = std::fs::read_dir(dir.join("vms")) {
+        for entry in entries.flatten() {
+            for (file, lines) in [("qmp.log", 40), ("qemu.log", 20), ("console.log", 20)] {
+                let path = entry.path().join(file);
+                if path.exists() {
+                    out += &format!("===== {} (tail) =====\n{}\n", path.display(), tail_lines(&path, lines));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Prints the daemons' logs (see [`Daemon::debug_dump`]) if the test panics
+/// while this guard lives. Declare it after the daemons, so that it runs
+/// before they are killed.
+pub struct LogsOnPanic(Vec<PathBuf>);
+
+impl LogsOnPanic {
+    pub fn new(daemons: &[&Daemon]) -> LogsOnPanic {
+        LogsOnPanic(daemons.iter().map(|d| d.dir.path().to_path_buf()).collect())
+    }
+}
+
+impl Drop for LogsOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for dir in &self.0 {
+                eprintln!("{}", dump_data_dir(dir));
+            }
+        }
+    }
 }
