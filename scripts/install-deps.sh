@@ -3,7 +3,7 @@
 # Safe to re-run: it installs only what is missing.
 set -euo pipefail
 
-packages=(qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils zstd sqlite3 procps iproute2 dnsmasq-base nftables)
+packages=(qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils zstd sqlite3 procps iproute2 dnsmasq-base nftables prometheus)
 missing=()
 for pkg in "${packages[@]}"; do
 	[[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")

@@ -194,11 +194,11 @@ impl Metrics {
             Some(Unit::Bytes),
             pools.iter().map(|p| (PoolLabels { pool: p.record.name.clone() }, p.usage.allocation_bytes as f64)),
         );
-        scrape.gauge(
+        scrape.single(
             "vireo_scrape_duration",
             "Time this scrape took to sample the VMs, host and pools",
             Some(Unit::Seconds),
-            [(no_labels(), started.elapsed().as_secs_f64())],
+            started.elapsed().as_secs_f64(),
         );
         let mut text = String::new();
         let encode = |text: &mut String| -> std::fmt::Result {
@@ -209,13 +209,6 @@ impl Metrics {
         encode(&mut text).map_err(|err| ServerError::Internal(format!("cannot encode metrics: {err}")))?;
         Ok(text)
     }
-}
-
-/// A host-wide series has no labels.
-type NoLabels = Vec<(String, String)>;
-
-fn no_labels() -> NoLabels {
-    Vec::new()
 }
 
 /// The metrics of one scrape.
@@ -240,6 +233,15 @@ impl Scrape {
             family.get_or_create(&labels).set(value);
         }
         self.register(name, help, unit, family);
+    }
+
+    /// A series without labels (a host-wide figure); absent if `value` is.
+    fn single(&mut self, name: &str, help: &str, unit: Option<Unit>, value: impl Into<Option<f64>>) {
+        if let Some(value) = value.into() {
+            let gauge = FloatGauge::default();
+            gauge.set(value);
+            self.register(name, help, unit, gauge);
+        }
     }
 
     fn counter<L: Labels>(
@@ -362,7 +364,7 @@ impl Scrape {
 
     fn host(&mut self, vms: &[VmSample]) {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        self.gauge("vireo_host_cpus", "CPUs of the host", None, [(no_labels(), cpus as f64)]);
+        self.single("vireo_host_cpus", "CPUs of the host", None, cpus as f64);
         let memory = [
             ("vireo_host_memory_total", "Memory of the host", vireo_qemu::memory_total_bytes()),
             (
@@ -372,11 +374,11 @@ impl Scrape {
             ),
         ];
         for (name, help, bytes) in memory {
-            self.gauge(name, help, Some(Unit::Bytes), bytes.map(|b| (no_labels(), b as f64)));
+            self.single(name, help, Some(Unit::Bytes), bytes.map(|b| b as f64));
         }
-        self.gauge("vireo_vms_defined", "VMs defined on this host", None, [(no_labels(), vms.len() as f64)]);
+        self.single("vireo_vms_defined", "VMs defined on this host", None, vms.len() as f64);
         let running = vms.iter().filter(|s| s.state == VmState::Running).count();
-        self.gauge("vireo_vms_running", "VMs running on this host", None, [(no_labels(), running as f64)]);
+        self.single("vireo_vms_running", "VMs running on this host", None, running as f64);
         let by_state = VmState::ALL.iter().map(|state| {
             (StateLabels { state: state.as_str().to_string() }, vms.iter().filter(|s| s.state == *state).count() as f64)
         });

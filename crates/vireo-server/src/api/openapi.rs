@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{console, devices, events, host, migrations, networks, snapshots, storage, vms};
+use super::{console, devices, events, host, metrics, migrations, networks, snapshots, storage, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,7 @@ use super::{console, devices, events, host, migrations, networks, snapshots, sto
         migrations::migrate, migrations::status, migrations::cancel, migrations::prepare_incoming,
         migrations::finish_incoming, migrations::abort_incoming,
         networks::list, networks::create, networks::show, networks::delete,
-        events::list, host::check, document
+        events::list, host::check, metrics::scrape, document
     ),
     components(schemas(vireo_api::ErrorCode, vireo_api::VmState, vireo_api::CheckStatus)),
     modifiers(&BearerAuth),

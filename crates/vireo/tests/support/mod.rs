@@ -67,7 +67,7 @@ pub struct Daemon {
     child: Option<Child>,
 }
 
-fn free_tcp_port() -> SocketAddr {
+pub fn free_tcp_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr")
 }
