@@ -228,11 +228,9 @@ impl Scrape {
         unit: Option<Unit>,
         samples: impl IntoIterator<Item = (L, f64)>,
     ) {
-        let family = Family::<L, FloatGauge>::default();
-        for (labels, value) in samples {
-            family.get_or_create(&labels).set(value);
-        }
-        self.register(name, help, unit, family);
+        self.family(name, help, unit, samples, |gauge: &FloatGauge, value| {
+            gauge.set(value);
+        });
     }
 
     /// A series without labels (a host-wide figure); absent if `value` is.
@@ -251,9 +249,31 @@ impl Scrape {
         unit: Option<Unit>,
         samples: impl IntoIterator<Item = (L, f64)>,
     ) {
-        let family = Family::<L, FloatCounter>::default();
+        self.family(name, help, unit, samples, |counter: &FloatCounter, value| {
+            counter.inc_by(value);
+        });
+    }
+
+    /// One series per sample, each metric given its value by `record`.
+    fn family<L: Labels, M>(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        samples: impl IntoIterator<Item = (L, f64)>,
+        record: impl Fn(&M, f64),
+    ) where
+        M: prometheus_client::metrics::TypedMetric
+            + prometheus_client::encoding::EncodeMetric
+            + Default
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let family = Family::<L, M>::default();
         for (labels, value) in samples {
-            family.get_or_create(&labels).inc_by(value);
+            record(&family.get_or_create(&labels), value);
         }
         self.register(name, help, unit, family);
     }
