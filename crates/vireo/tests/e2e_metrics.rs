@@ -119,8 +119,14 @@ impl Prometheus {
         Prometheus { child, api, _dir: dir }
     }
 
-    /// The result vector of an instant PromQL query.
+    /// The result vector of an instant PromQL query; empty until Prometheus answers.
     fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        self.try_query(promql).unwrap_or_default()
+    }
+
+    /// The result vector of an instant PromQL query, or why there is none: Prometheus
+    /// not answering yet, or its error (a query that does not parse or evaluate).
+    fn try_query(&self, promql: &str) -> Result<Vec<serde_json::Value>, String> {
         let encoded: String = promql
             .bytes()
             .map(|b| match b {
@@ -129,13 +135,13 @@ impl Prometheus {
             })
             .collect();
         // Prometheus takes a moment to open its port: until then there is no answer yet.
-        let Ok(stream) = TcpStream::connect(self.api) else { return Vec::new() };
+        let stream = TcpStream::connect(self.api).map_err(|e| format!("Prometheus does not answer yet: {e}"))?;
         let (status, body) = http_exchange(stream, &format!("/api/v1/query?query={encoded}"));
         if status != 200 {
-            return Vec::new();
+            return Err(format!("HTTP {status}: {body}"));
         }
         let reply: serde_json::Value = serde_json::from_str(&body).expect("Prometheus answers JSON");
-        reply["data"]["result"].as_array().cloned().unwrap_or_default()
+        Ok(reply["data"]["result"].as_array().cloned().unwrap_or_default())
     }
 
     /// Polls `promql` until `done` holds for its result (Prometheus needs a few scrapes).
@@ -200,6 +206,90 @@ async fn prometheus_sees_both_guests_cpu_and_the_disk_counters_grow() {
     run_in_guest(&client, "alpha", "dd if=/dev/zero of=/dev/vda bs=64k count=64 conv=fsync 2>/dev/null").await;
     let after = prometheus.wait_for(query, "alpha's written bytes grow", |r| by_vm(r).get("alpha") > Some(&before));
     assert!(by_vm(&after)["alpha"] >= before + (4 << 20) as f64, "4 MiB written: {before} → {after:?}");
+
+    // With two guests running and alpha's disk busy a moment ago, every series the dashboard shows exists.
+    every_dashboard_query_evaluates(&prometheus, "alpha");
+}
+
+/// contrib/grafana/vireo-dashboard.json.
+fn dashboard() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/grafana/vireo-dashboard.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("the dashboard is JSON")
+}
+
+/// The PromQL of every panel and template variable of contrib/grafana/vireo-dashboard.json.
+fn dashboard_queries() -> Vec<String> {
+    fn collect(value: &serde_json::Value, into: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let variable = map.get("type").and_then(|t| t.as_str()) == Some("query");
+                for (key, value) in map {
+                    match value.as_str() {
+                        Some(promql) if key == "expr" || (variable && key == "query") => into.push(promql.to_string()),
+                        _ => collect(value, into),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| collect(item, into)),
+            _ => {}
+        }
+    }
+    let mut queries = Vec::new();
+    collect(&dashboard(), &mut queries);
+    queries
+}
+
+/// The dashboard imports into any Grafana: every panel, query and variable takes the
+/// Prometheus chosen at import (`${DS_PROMETHEUS}`), panel ids are unique, and each
+/// selected VM gets a row of its own.
+#[test]
+fn the_dashboard_asks_for_its_datasource_at_import() {
+    let dashboard = dashboard();
+    assert_eq!(dashboard["__inputs"][0]["name"], "DS_PROMETHEUS");
+    assert_eq!(dashboard["__inputs"][0]["pluginId"], "prometheus");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let variables = dashboard["templating"]["list"].as_array().expect("variables");
+    let mut ids = std::collections::HashSet::new();
+    for panel in panels {
+        assert!(ids.insert(panel["id"].as_u64().expect("a panel id")), "panel id twice: {panel}");
+        let targets = panel["targets"].as_array().into_iter().flatten();
+        for user in std::iter::once(panel).chain(targets).filter(|p| p["type"] != "row") {
+            assert_eq!(user["datasource"]["uid"], "${DS_PROMETHEUS}", "{}", panel["title"]);
+        }
+    }
+    for variable in variables {
+        assert_eq!(variable["datasource"]["uid"], "${DS_PROMETHEUS}", "{variable}");
+    }
+    let vm = variables.iter().find(|v| v["name"] == "vm").expect("a vm variable");
+    assert!(vm["query"].as_str().is_some_and(|q| q.starts_with("label_values(vireo_vm_state")), "{vm}");
+    assert!(panels.iter().any(|p| p["type"] == "row" && p["repeat"] == "vm"), "a row repeated per VM");
+}
+
+/// Asks Prometheus to evaluate each of the dashboard's queries as Grafana would send it
+/// for VM `vm` on all hosts: each must evaluate without error, and each must find
+/// data unless none can exist here (NICs: the daemon has no network; disk latency:
+/// absent while a disk has no requests). A template variable's `label_values(SELECTOR,
+/// LABEL)` must find series of SELECTOR with LABEL.
+fn every_dashboard_query_evaluates(prometheus: &Prometheus, vm: &str) {
+    let queries = dashboard_queries();
+    assert!(queries.len() > 30, "the dashboard's queries: {queries:?}");
+    for query in queries {
+        let promql = query.replace("$__rate_interval", "1m").replace("$instance", ".+").replace("$vm", vm);
+        assert!(!promql.contains('$'), "{query}: a variable the test does not know");
+        let (promql, label) = match promql.strip_prefix("label_values(").and_then(|args| args.rsplit_once(',')) {
+            Some((selector, label)) => (selector.to_string(), Some(label.trim_end_matches(')').trim().to_string())),
+            None => (promql, None),
+        };
+        let mut result = prometheus.try_query(&promql).unwrap_or_else(|err| panic!("{query}: {err}"));
+        let may_be_empty = promql.contains("vireo_vm_nic_") || promql.contains("_time_seconds_total");
+        if result.is_empty() && !may_be_empty {
+            result = prometheus.wait_for(&promql, &format!("data for the dashboard's {query}"), |r| !r.is_empty());
+        }
+        if let Some(label) = label {
+            assert!(result.iter().all(|series| series["metric"][&label].is_string()), "{query}: {result:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
