@@ -2,9 +2,10 @@
 # Runs Vireo's benchmarks and rewrites docs/benchmarks.md with the figures:
 # start → marker through the daemon against plain QEMU, the daemon with 1000
 # defined VMs, snapshots, save/restore (against raw QMP on a plain QEMU),
-# linked clones, and live migration between two daemons (against two plain
-# QEMUs with QEMU's defaults). Installs what is missing, builds the test guest
-# and the release binaries first. Extra arguments go to vireo-bench, e.g.
+# linked clones, live migration between two daemons (against two plain
+# QEMUs with QEMU's defaults), and vireo against a private libvirtd. Installs
+# what is missing, builds the test guest and the release binaries first.
+# Extra arguments go to vireo-bench, e.g.
 #
 #   scripts/bench.sh                 # the real benchmark (several minutes under TCG)
 #   scripts/bench.sh --quick         # smoke test: 2 boot runs, 100 VMs, 1 snapshot run, 1 migration; does not touch docs/
@@ -13,7 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+# Section 6 runs Debian's libvirtd (libvirt-daemon, with its QEMU driver) and virsh (libvirt-clients),
+# privately: libvirt-daemon-system is not needed and not installed, as it would set up a system-wide
+# libvirtd (init scripts or systemd units, the libvirt-qemu user, the default NAT network set to
+# autostart, polkit rules) and, through libvirt-daemon-system-systemd, upgrade systemd. Neither
+# package starts anything or creates anything outside /usr and /etc/libvirt (client configuration).
+scripts/install-deps.sh libvirt-daemon libvirt-clients
 VIREO_TEST_GUEST_DIR=$(scripts/build-test-guest.sh | tail -1)
 export VIREO_TEST_GUEST_DIR
 cargo build --release --locked -p vireo -p vireo-bench

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what Vireo needs to build, run and test on a fresh Debian 12 machine.
+# Installs what Vireo needs to build, run and test on a fresh Debian 12 machine,
+# plus any packages named as arguments (scripts/bench.sh adds libvirt's).
 # Safe to re-run: it installs only what is missing.
 set -euo pipefail
 
-packages=(qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils zstd sqlite3 procps iproute2 dnsmasq-base nftables prometheus)
+packages=(qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils zstd sqlite3 procps iproute2 dnsmasq-base nftables prometheus "$@")
 missing=()
 for pkg in "${packages[@]}"; do
 	[[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")

@@ -20,8 +20,8 @@ use crate::stats::{Summary, ms};
 pub const MARKER: &str = "VIREO-TEST-GUEST-READY";
 /// Under TCG on a busy 2-core machine a boot takes seconds; allow plenty.
 pub(crate) const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-const MEMORY_MIB: u64 = 256;
-const CMDLINE: &str = "console=ttyS0 quiet";
+pub(crate) const MEMORY_MIB: u64 = 256;
+pub(crate) const CMDLINE: &str = "console=ttyS0 quiet";
 
 /// The test guest built by scripts/build-test-guest.sh.
 #[derive(Clone, Debug, Serialize)]
@@ -94,6 +94,13 @@ pub struct VolumeDisk<'a> {
     pub mib: u64,
 }
 
+impl VolumeDisk<'_> {
+    /// `POOL/NAME`, as a VM spec names it.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.pool, self.volume)
+    }
+}
+
 /// Creates `disk` and VM `name` with it as its disk, starts the VM and waits for the marker
 /// on its console (nothing of it timed).
 pub(crate) async fn boot_with_volume(
@@ -102,11 +109,22 @@ pub(crate) async fn boot_with_volume(
     name: &str,
     disk: &VolumeDisk<'_>,
 ) -> anyhow::Result<()> {
+    boot_spec_with_volume(client, &guest.spec_with_volume(name, &disk.path()), disk).await
+}
+
+/// Creates `disk`, defines `spec` (which has it as a disk), starts the VM and waits for the
+/// marker on its console (nothing of it timed).
+pub(crate) async fn boot_spec_with_volume(client: &Client, spec: &VmSpec, disk: &VolumeDisk<'_>) -> anyhow::Result<()> {
     let volume =
         VolumeCreate { name: disk.volume.into(), size: ByteSize::mib(disk.mib), format: Some(DiskFormat::Qcow2) };
     client.create_volume(disk.pool, &volume).await.context("cannot create the disk volume")?;
-    let spec = guest.spec_with_volume(name, &format!("{}/{}", disk.pool, disk.volume));
-    client.create_vm(&spec).await.context("cannot define the VM")?;
+    client.create_vm(spec).await.context("cannot define the VM")?;
+    start_until_marker(client, &spec.name).await
+}
+
+/// Starts VM `name` and waits for the marker on its console, or in its console log if it came
+/// before the console was attached.
+pub(crate) async fn start_until_marker(client: &Client, name: &str) -> anyhow::Result<()> {
     client.start_vm(name).await.context("cannot start the VM")?;
     let mut console = client.console(name).await.context("cannot attach the console")?;
     let logs = client.vm_logs(name, None).await.context("cannot read the console log")?;
@@ -342,7 +360,12 @@ pub(crate) fn quote_command(args: &[String]) -> String {
 }
 
 /// Defines a fresh VM (untimed), then times start → marker, and force-stops it.
-async fn vireo_run(client: &Client, daemon: &PrivateDaemon, guest: &Guest, name: &str) -> anyhow::Result<VireoRun> {
+pub(crate) async fn vireo_run(
+    client: &Client,
+    daemon: &PrivateDaemon,
+    guest: &Guest,
+    name: &str,
+) -> anyhow::Result<VireoRun> {
     client.create_vm(&guest.spec(name)).await.with_context(|| format!("cannot define {name}"))?;
     let me = std::process::id();
     let cpu_before = (procfs::cpu_time(daemon.pid), procfs::cpu_time(me));

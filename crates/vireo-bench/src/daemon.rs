@@ -28,6 +28,8 @@ pub struct PrivateDaemon {
     pub socket: PathBuf,
     /// Where it also serves the API over TCP (`--listen`), if it does.
     pub listen: Option<SocketAddr>,
+    /// Where it also serves `/metrics` alone, without a token (`--metrics-listen`), if it does.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl PrivateDaemon {
@@ -38,6 +40,17 @@ impl PrivateDaemon {
         qemu: &Path,
         data_dir: PathBuf,
         listen: Option<SocketAddr>,
+    ) -> anyhow::Result<PrivateDaemon> {
+        PrivateDaemon::start_with_metrics(vireo, qemu, data_dir, listen, None).await
+    }
+
+    /// [`PrivateDaemon::start`], also serving its metrics on `metrics` if given.
+    pub async fn start_with_metrics(
+        vireo: &Path,
+        qemu: &Path,
+        data_dir: PathBuf,
+        listen: Option<SocketAddr>,
+        metrics: Option<SocketAddr>,
     ) -> anyhow::Result<PrivateDaemon> {
         std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let socket = data_dir.join("vireo.sock");
@@ -55,6 +68,9 @@ impl PrivateDaemon {
         if let Some(addr) = listen {
             command.arg("--listen").arg(addr.to_string());
         }
+        if let Some(addr) = metrics {
+            command.arg("--metrics-listen").arg(addr.to_string());
+        }
         let child = command
             .env("VIREO_QEMU", qemu)
             .stdin(Stdio::null())
@@ -62,7 +78,7 @@ impl PrivateDaemon {
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot run {} serve", vireo.display()))?;
-        let mut daemon = PrivateDaemon { pid: child.id(), child: Some(child), data_dir, socket, listen };
+        let mut daemon = PrivateDaemon { pid: child.id(), child: Some(child), data_dir, socket, listen, metrics };
         daemon.wait_ready().await?;
         Ok(daemon)
     }
@@ -114,26 +130,37 @@ impl PrivateDaemon {
                 }
             }
         }
-        let Some(mut child) = self.child.take() else { return };
-        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + TERM_GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(child) = self.child.take() {
+            terminate(child).await;
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
+}
+
+/// SIGTERM to `child`, then SIGKILL if it has not exited after a grace period.
+pub(crate) async fn terminate(mut child: Child) {
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + TERM_GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for PrivateDaemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_now(self.child.take());
+    }
+}
+
+/// SIGKILL to `child`, if any, and wait for it: what a daemon dropped without its shutdown gets.
+pub(crate) fn kill_now(child: Option<Child>) {
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

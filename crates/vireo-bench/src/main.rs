@@ -7,14 +7,20 @@
 //! many VMs and times listing them; snapshots and save/restore through the
 //! API are compared with the same operations in raw QMP on a plain QEMU,
 //! linked clones are timed for small and large bases, and a live migration
-//! between two daemons is compared with one between two plain QEMUs. It must
+//! between two daemons is compared with one between two plain QEMUs; scraping
+//! the metrics is timed with many idle guests running; and starts, snapshots,
+//! defining and listing VMs are compared with a private libvirtd. It must
 //! not reach into the daemon's internals: only the API, the CLI, what /proc
 //! says about processes, and the QMP log the daemon writes for each VM.
 //! Everything it starts (daemons, QEMUs) is stopped again, also on Ctrl-C.
 
 mod boot;
 mod daemon;
+mod libvirt;
+mod libvirt_bench;
+mod libvirt_report;
 mod machine;
+mod metrics;
 mod migration;
 mod plain;
 mod procfs;
@@ -39,11 +45,11 @@ use crate::report::Results;
 #[command(
     name = "vireo-bench",
     about = "Benchmark vireo: start → marker, snapshots/save/restore and live migration against plain QEMU, \
-             1000 defined VMs, linked clones"
+             1000 defined VMs, linked clones, scraping metrics"
 )]
 struct Args {
-    /// Smoke test: 2 boot runs, 100 VMs, 1 snapshot run, 1 migration (unless --runs / --vms / --snapshot-runs /
-    /// --migration-runs say otherwise)
+    /// Smoke test: 2 boot runs, 100 VMs, 1 snapshot run, 1 migration, 2 guests and 30 scrapes for the metrics
+    /// (unless --runs / --vms / --snapshot-runs / --migration-runs / --metrics-guests / --scrapes say otherwise)
     #[arg(long)]
     quick: bool,
     /// Start → marker runs of each side [default: 7, --quick: 2]
@@ -64,6 +70,12 @@ struct Args {
     /// Runs of each list latency measurement
     #[arg(long, value_name = "N", default_value_t = 20)]
     list_runs: usize,
+    /// Idle guests running while the metrics are scraped [default: 20, --quick: 2]
+    #[arg(long, value_name = "N")]
+    metrics_guests: Option<usize>,
+    /// Timed scrapes of GET /metrics [default: 100, --quick: 30]
+    #[arg(long, value_name = "N")]
+    scrapes: Option<usize>,
     /// Run only one of the benchmarks
     #[arg(long, value_enum)]
     only: Option<Bench>,
@@ -93,6 +105,9 @@ enum Bench {
     Scale,
     Snapshots,
     Migration,
+    Metrics,
+    /// Section 5: against a private libvirtd
+    Libvirt,
 }
 
 #[tokio::main]
@@ -158,6 +173,8 @@ async fn run(args: &Args, work: &Path) -> anyhow::Result<Results> {
         vms,
         snapshot_runs: args.snapshot_runs.unwrap_or(if args.quick { 1 } else { 5 }),
         migration_runs: args.migration_runs.unwrap_or(if args.quick { 1 } else { 5 }),
+        metrics_guests: args.metrics_guests.unwrap_or(if args.quick { 2 } else { 20 }),
+        scrapes: args.scrapes.unwrap_or(if args.quick { 30 } else { 100 }),
     };
     measure(args, &date, &vireo, &qemu, &guest, counts, work).await
 }
@@ -168,6 +185,8 @@ struct Counts {
     vms: usize,
     snapshot_runs: usize,
     migration_runs: usize,
+    metrics_guests: usize,
+    scrapes: usize,
 }
 
 /// The benchmarks, each with its own daemon, which is shut down (VMs force-stopped) whatever happens.
@@ -180,7 +199,7 @@ async fn measure(
     counts: Counts,
     work: &Path,
 ) -> anyhow::Result<Results> {
-    let Counts { runs, vms, snapshot_runs, migration_runs } = counts;
+    let Counts { runs, vms, snapshot_runs, migration_runs, metrics_guests, scrapes } = counts;
     let wanted = |bench: Bench| args.only.is_none_or(|only| only == bench);
     let boot_daemon = PrivateDaemon::start(vireo, qemu, work.join("boot"), None).await?;
     let mut machine = machine::Machine::gather(qemu, &boot_daemon.client()).await;
@@ -229,6 +248,21 @@ async fn measure(
     } else {
         None
     };
+    let metrics = if wanted(Bench::Metrics) {
+        let metrics_listen = Some(migration::free_port()?);
+        let daemon = PrivateDaemon::start_with_metrics(vireo, qemu, work.join("metrics"), None, metrics_listen).await?;
+        let outcome = metrics::run(&daemon, guest, metrics_guests, scrapes).await;
+        daemon.shutdown().await;
+        Some(outcome?)
+    } else {
+        None
+    };
+    let libvirt = if wanted(Bench::Libvirt) {
+        let counts = libvirt_bench::Counts { runs, warmup: args.warmup, vms, list_runs: args.list_runs };
+        Some(libvirt_bench::run(vireo, qemu, guest, counts, work).await?)
+    } else {
+        None
+    };
     machine.loadavg_after = machine::loadavg();
     Ok(Results {
         date: date.to_string(),
@@ -241,6 +275,8 @@ async fn measure(
         scale,
         snapshots,
         migration,
+        metrics,
+        libvirt,
     })
 }
 

@@ -5,7 +5,10 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::boot::{BootResults, CpuMedians, SeenIn};
+use crate::libvirt_bench::LibvirtOutcome;
+use crate::libvirt_report;
 use crate::machine::Machine;
+use crate::metrics::{self, MetricsResults};
 use crate::migration::{Comparison, MigrationResults};
 use crate::scale::ScaleResults;
 use crate::snapshots::{Op, SnapshotResults};
@@ -27,6 +30,8 @@ pub struct Results {
     pub scale: Option<ScaleResults>,
     pub snapshots: Option<SnapshotResults>,
     pub migration: Option<MigrationResults>,
+    pub metrics: Option<MetricsResults>,
+    pub libvirt: Option<LibvirtOutcome>,
 }
 
 /// The whole report: docs/benchmarks.md as written by `--write`.
@@ -55,6 +60,12 @@ pub fn markdown(results: &Results) -> String {
     }
     if let Some(migration) = &results.migration {
         migration_section(&mut out, migration);
+    }
+    if let Some(metrics) = &results.metrics {
+        metrics_section(&mut out, metrics);
+    }
+    if let Some(libvirt) = &results.libvirt {
+        libvirt_report::section(&mut out, libvirt);
     }
     out
 }
@@ -156,6 +167,9 @@ fn targets_section(out: &mut String, results: &Results) {
             total.ratio_of_medians,
             holds(migration.total_time_target_holds)
         );
+    }
+    if let Some(libvirt) = &results.libvirt {
+        libvirt_report::target_rows(out, libvirt);
     }
     let own_work =
         results.boot.as_ref().and_then(|b| Some((b.request_to_running.as_ref()?, b.qemu_startup.as_ref()?, b)));
@@ -497,9 +511,10 @@ fn migration_section(out: &mut String, mig: &MigrationResults) {
          hand-over is the source's `completed` → `cont` answered on the destination; the wall time is `migrate` \
          sent → `cont` answered (the destination QEMU was already up then, while vireo's wall time includes the \
          destination daemon getting ready and starting its QEMU).\n\n\
-         libvirt's `virsh migrate --live` between two libvirtd instances on one machine is not measured here: that \
-         needs a private libvirtd, which the benchmark issue #7 will add. Plain QEMU with its defaults is the \
-         comparison instead: what a live migration costs without a manager.\n\n"
+         libvirt's `virsh migrate --live` between two libvirtd instances on one machine is not measured here: \
+         section 6 runs one private libvirtd, and a migration would need two, each in a namespace of its own \
+         under a host name of its own, sharing the disk's path. Plain QEMU with its defaults is the comparison \
+         instead: what a live migration costs without a manager.\n\n"
     );
     out.push_str(
         "| measure | vireo: min / median / max | plain QEMU: min / median / max | vireo / plain (medians) |\n\
@@ -541,6 +556,73 @@ fn migration_section(out: &mut String, mig: &MigrationResults) {
     out.push('\n');
 }
 
+fn metrics_section(out: &mut String, m: &MetricsResults) {
+    let _ = write!(
+        out,
+        "## 5. Scraping the metrics\n\n\
+         {guests} idle guests on one more private daemon, `vireo serve --no-default-network --metrics-listen \
+         127.0.0.1:PORT`: section 1's guest with {memory} MiB and a {disk} MiB qcow2 volume of the `default` pool \
+         each (1 vCPU, TCG), booted to the marker {concurrency} at a time (the host's CPUs; {boot:.0} s for all), \
+         then left alone for {settle} s.\n\n\
+         - **Scrape**: `GET /metrics` on the metrics listener, a fresh connection each, {scrapes} times {spacing:.0} \
+         ms apart, timed from connecting to the last byte. Each scrape's own `vireo_scrape_duration_seconds` is the \
+         daemon's time to sample the VMs (/proc, /sys and two QMP queries each, all VMs at once), the host and \
+         the pools, before encoding.\n\
+         - **CPU**: the daemon's user + system time (/proc/PID/stat, 10 ms ticks) before and after those \
+         scrapes, divided by their number; net of what the daemon used idle over as long, read over {idle} s \
+         just before.\n\
+         - **API latency**: `GET /v1/vms` through vireo-client on the Unix socket, {calls} calls started \
+         {list_spacing:.0} ms apart, first with nothing else asked of the daemon, then while a scrape runs every \
+         second ({background} scrapes during the calls).\n\n",
+        guests = m.guests,
+        memory = m.guest_memory_mib,
+        disk = m.disk_mib,
+        concurrency = m.boot_concurrency,
+        boot = m.boot_all_ms / 1000.0,
+        scrapes = m.scrapes,
+        spacing = m.scrape_spacing_ms,
+        calls = m.list_calls,
+        list_spacing = m.list_spacing_ms,
+        background = m.background_scrape.n,
+        settle = metrics::SETTLE.as_secs(),
+        idle = metrics::IDLE_WINDOW.as_secs(),
+    );
+    out.push_str("| measure | value |\n|---|---|\n");
+    let p99 = |s: &Summary| spread_at(s, "p99", s.p99);
+    let rows = [
+        (
+            "one scrape".to_string(),
+            format!("{}, {} samples", fmt_bytes(m.exposition_bytes as u64), m.exposition_samples),
+        ),
+        ("`GET /metrics`, connect → last byte".to_string(), p99(&m.scrape)),
+        ("the daemon's sampling (`vireo_scrape_duration_seconds`)".to_string(), p99(&m.sampling)),
+        (
+            "daemon CPU per scrape".to_string(),
+            format!(
+                "**{}** net ({} gross; idle it used {} per s)",
+                fmt_ms(m.net_cpu_per_scrape_ms),
+                fmt_ms(m.cpu_per_scrape_ms),
+                fmt_ms(m.idle_cpu_ms_per_s)
+            ),
+        ),
+        (format!("stale VMs over the {} scrapes", m.scrapes), m.stale_samples.to_string()),
+        ("`GET /v1/vms`, no scrapes".to_string(), p99(&m.list_quiet)),
+        ("`GET /v1/vms`, a scrape every second".to_string(), p99(&m.list_scraped)),
+        ("`GET /v1/vms` p99, with scrapes / without".to_string(), format!("**{:.2} ×**", m.p99_ratio)),
+        (
+            "those of the calls that overlapped a scrape".to_string(),
+            m.list_during_scrape.as_ref().map_or("none did".into(), |s| {
+                format!("{} of {}: median {}, max {}", s.n, m.list_calls, fmt_ms(s.median), fmt_ms(s.max))
+            }),
+        ),
+        ("the scrapes during those calls".to_string(), p99(&m.background_scrape)),
+    ];
+    for (key, value) in rows {
+        let _ = writeln!(out, "| {key} | {value} |");
+    }
+    out.push('\n');
+}
+
 fn comparison_row(out: &mut String, label: &str, comparison: &Comparison, fmt: impl Fn(f64) -> String) {
     let _ = writeln!(
         out,
@@ -577,10 +659,15 @@ fn summary_row(out: &mut String, label: &str, summary: &Summary, fmt: impl Fn(f6
 }
 
 fn spread(summary: &Summary) -> String {
+    spread_at(summary, "p95", summary.p95)
+}
+
+/// `median …, LABEL … (min …, max …)`, for the percentile `value`.
+fn spread_at(summary: &Summary, label: &str, value: f64) -> String {
     format!(
-        "median {}, p95 {} (min {}, max {})",
+        "median {}, {label} {} (min {}, max {})",
         fmt_ms(summary.median),
-        fmt_ms(summary.p95),
+        fmt_ms(value),
         fmt_ms(summary.min),
         fmt_ms(summary.max)
     )
@@ -648,6 +735,34 @@ mod tests {
         migration::summarize("qemu-system-x86_64 -m 256".into(), "-S -incoming defer".into(), 1, vireo, plain).unwrap()
     }
 
+    fn metrics_results() -> MetricsResults {
+        let ms = |values: &[f64]| Summary::of(values).unwrap();
+        MetricsResults {
+            guests: 20,
+            guest_memory_mib: 128,
+            disk_mib: 16,
+            boot_concurrency: 2,
+            boot_all_ms: 61_400.0,
+            scrapes: 3,
+            scrape_spacing_ms: 100.0,
+            exposition_bytes: 96 << 10,
+            exposition_samples: 1200,
+            scrape: ms(&[8.0, 9.0, 30.0]),
+            sampling: ms(&[6.0, 7.0, 25.0]),
+            stale_samples: 0,
+            cpu_per_scrape_ms: 5.0,
+            idle_cpu_ms_per_s: 2.0,
+            net_cpu_per_scrape_ms: 4.8,
+            list_calls: 4,
+            list_spacing_ms: 20.0,
+            list_quiet: ms(&[1.0, 1.1, 1.2, 1.5]),
+            list_scraped: ms(&[1.0, 1.1, 1.2, 3.0]),
+            list_during_scrape: Some(ms(&[3.0])),
+            background_scrape: ms(&[9.0, 10.0]),
+            p99_ratio: 2.0,
+        }
+    }
+
     fn results() -> Results {
         let guest = Guest { kernel: "/g/vmlinuz".into(), initrd: "/g/initramfs.img".into() };
         let vireo = [2000.0, 2100.0, 1900.0].map(|marker_ms| VireoRun {
@@ -707,6 +822,8 @@ mod tests {
             scale: Some(scale),
             snapshots: Some(snapshot_results()),
             migration: Some(migration_results()),
+            metrics: Some(metrics_results()),
+            libvirt: None,
         }
     }
 
@@ -777,6 +894,27 @@ mod tests {
         assert!(
             text.contains("| 3 | a → b | 25.0 ms | 500 ms | 30.0 ms | 560 ms | 280 ms | 1000 ms | 2.00 ms | 1060 ms |")
         );
+    }
+
+    #[test]
+    fn the_metrics_section_gives_the_scrape_its_cost_and_its_effect_on_the_api() {
+        let text = markdown(&results());
+        assert!(text.contains("## 5. Scraping the metrics\n\n20 idle guests"), "{text}");
+        assert!(text.contains("2 at a time (the host's CPUs; 61 s for all)"), "{text}");
+        assert!(text.contains("(2 scrapes during the calls)"), "{text}");
+        assert!(text.contains("| one scrape | 96 KiB, 1200 samples |"), "{text}");
+        assert!(
+            text.contains(
+                "| `GET /metrics`, connect → last byte | median 9.00 ms, p99 30.0 ms (min 8.00 ms, max 30.0 ms) |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| daemon CPU per scrape | **4.80 ms** net (5.00 ms gross; idle it used 2.00 ms per s) |")
+        );
+        assert!(text.contains("| `GET /v1/vms`, a scrape every second | median 1.15 ms, p99 3.00 ms"), "{text}");
+        assert!(text.contains("| `GET /v1/vms` p99, with scrapes / without | **2.00 ×** |"), "{text}");
+        assert!(text.contains("| those of the calls that overlapped a scrape | 1 of 4: median 3.00 ms, max 3.00 ms |"));
     }
 
     #[test]

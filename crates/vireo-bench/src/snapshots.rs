@@ -21,11 +21,11 @@ use crate::qmp::is_event;
 use crate::stats::{Summary, ms};
 
 /// The VM's disk: a qcow2 volume of this size in the default pool (plain QEMU: a qcow2 file).
-const DISK_MIB: u64 = 256;
+pub(crate) const DISK_MIB: u64 = 256;
 /// The bases of the clone measurements.
 const CLONE_BASES_GIB: [u64; 2] = [1, 20];
 const POOL: &str = "default";
-const VM: &str = "snap";
+pub(crate) const VM: &str = "snap";
 const DISK_VOLUME: &str = "snap-disk";
 /// Migration bandwidth of the plain side's save, as vireo sets it (8 GiB/s, no limit in
 /// practice; QEMU 7.2's default of 128 MiB/s would make the plain save slower for nothing).
@@ -135,7 +135,7 @@ pub struct PlainRun {
 }
 
 impl VireoRun {
-    fn get(&self, op: Op) -> f64 {
+    pub(crate) fn get(&self, op: Op) -> f64 {
         match op {
             Op::SnapshotCreate => self.snapshot_create_ms,
             Op::SnapshotRevert => self.snapshot_revert_ms,
@@ -253,8 +253,7 @@ pub async fn run(
     let scratch = scratch.join("plain-snapshots");
     std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
 
-    let disk = VolumeDisk { pool: POOL, volume: DISK_VOLUME, mib: DISK_MIB };
-    boot::boot_with_volume(&client, guest, VM, &disk).await.context("cannot boot the VM through the daemon")?;
+    boot_vireo_vm(&client, guest).await?;
     let disk = scratch.join("disk.qcow2");
     plain::qemu_img_create(qemu, &disk, DISK_MIB).await?;
     let base_args = plain::disk_args(guest, &disk);
@@ -359,8 +358,14 @@ pub(crate) fn summarize(
 
 // ---- through the daemon ----
 
+/// Boots the VM the rounds work on: a qcow2 volume, the VM with it as its disk, until the marker.
+pub(crate) async fn boot_vireo_vm(client: &Client, guest: &Guest) -> anyhow::Result<()> {
+    let disk = VolumeDisk { pool: POOL, volume: DISK_VOLUME, mib: DISK_MIB };
+    boot::boot_with_volume(client, guest, VM, &disk).await.context("cannot boot the VM through the daemon")
+}
+
 /// Snapshot create, revert (then delete, untimed), save and restore of the running VM.
-async fn vireo_round(client: &Client, daemon: &PrivateDaemon, tag: &str) -> anyhow::Result<VireoRun> {
+pub(crate) async fn vireo_round(client: &Client, daemon: &PrivateDaemon, tag: &str) -> anyhow::Result<VireoRun> {
     // (request at, wall clock in ms; request → response) of each operation.
     let mut spans = Vec::with_capacity(Op::ALL.len());
     let begin = || (wall_ms(), Instant::now());

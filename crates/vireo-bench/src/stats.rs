@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// min / median / p95 / max of a sample set, in the samples' unit.
+/// min / median / p95 / p99 / max of a sample set, in the samples' unit.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
     pub n: usize,
@@ -13,6 +13,8 @@ pub struct Summary {
     pub median: f64,
     /// Nearest rank: the smallest sample with at least 95 % of the samples at or below it.
     pub p95: f64,
+    /// Nearest rank, like `p95`: with fewer than 100 samples, the largest.
+    pub p99: f64,
     pub max: f64,
     /// Every sample, in the order it was taken.
     pub samples: Vec<f64>,
@@ -28,12 +30,13 @@ impl Summary {
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
         let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
-        let rank = (n * 95).div_ceil(100).max(1);
+        let nearest_rank = |percent: usize| sorted[(n * percent).div_ceil(100).max(1) - 1];
         Some(Summary {
             n,
             min: sorted[0],
             median,
-            p95: sorted[rank - 1],
+            p95: nearest_rank(95),
+            p99: nearest_rank(99),
             max: sorted[n - 1],
             samples: samples.to_vec(),
         })
@@ -64,12 +67,15 @@ mod tests {
     }
 
     #[test]
-    fn p95_is_the_nearest_rank() {
+    fn p95_and_p99_are_the_nearest_rank() {
         let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
         assert_eq!(Summary::of(&twenty).unwrap().p95, 19.0);
         let seven: Vec<f64> = (1..=7).map(f64::from).collect();
         assert_eq!(Summary::of(&seven).unwrap().p95, 7.0);
         assert_eq!(Summary::of(&[42.0]).unwrap().p95, 42.0);
+        let two_hundred: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(Summary::of(&two_hundred).unwrap().p99, 198.0);
+        assert_eq!(Summary::of(&twenty).unwrap().p99, 20.0);
     }
 
     #[test]
