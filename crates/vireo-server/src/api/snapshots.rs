@@ -1,7 +1,5 @@
 //! `/v1/vms/{name}/snapshots`: internal qcow2 snapshots of a VM.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,20 +8,19 @@ use axum::http::StatusCode;
 use vireo_api::{ApiError, Snapshot, SnapshotCreate, Vm};
 use vireo_core::SnapshotRecord;
 
-use super::vms::to_wire;
+use super::vms::{rfc3339, to_wire};
 use super::{AppState, json_body};
 use crate::error::ServerError;
 
 type ApiResult<T> = Result<T, ServerError>;
 
 fn snapshot_to_wire(record: SnapshotRecord) -> Snapshot {
-    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(record.created_at_ms).unwrap_or(0));
     Snapshot {
         vm: record.vm,
         name: record.name,
         kind: record.kind,
         vm_state: record.vm_state,
-        created_at: humantime::format_rfc3339_millis(at).to_string(),
+        created_at: rfc3339(record.created_at_ms),
     }
 }
 

@@ -106,7 +106,7 @@ impl VmManager {
         let slot = self.slot(&name);
         let _job = slot.job.lock().await;
         let mut record = self.reserve_incoming(&request).await?;
-        let ready = self.start_incoming(&slot, &mut record, request.postcopy, listen).await;
+        let ready = self.start_incoming(&slot, &mut record, &request, listen).await;
         if ready.is_err() {
             self.discard_incoming(&slot, &record).await;
         }
@@ -209,7 +209,7 @@ impl VmManager {
         self: &Arc<Self>,
         slot: &Slot,
         record: &mut VmRecord,
-        postcopy: bool,
+        request: &IncomingMigration,
         listen: IpAddr,
     ) -> Result<IncomingReady, ServerError> {
         let name = record.name.clone();
@@ -220,8 +220,8 @@ impl VmManager {
             move |source| ServerError::Qemu { name, action, source }
         };
         let migration_uri =
-            live.qmp.listen_incoming(listen, postcopy).await.map_err(qemu("listen for the migration"))?;
-        let nbd = if Ledger::read(&self.vm_dir(&name)).nbd {
+            live.qmp.listen_incoming(listen, request.postcopy).await.map_err(qemu("listen for the migration"))?;
+        let nbd = if request.copy_storage {
             let listener = std::net::TcpListener::bind((listen, 0))
                 .map_err(|source| ServerError::Io { path: format!("{listen}:0"), source })?;
             let port = listener.local_addr().map_err(|source| ServerError::Io { path: listen.to_string(), source })?;

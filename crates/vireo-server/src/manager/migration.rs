@@ -264,8 +264,8 @@ fn qemu_failure(err: QemuError) -> Failure {
     Failure::Failed(err.to_string())
 }
 
-fn settings_of(request: &MigrateRequest, copy_storage: bool) -> Result<MigrationSettings, ServerError> {
-    if request.postcopy && copy_storage {
+fn settings_of(request: &MigrateRequest) -> Result<MigrationSettings, ServerError> {
+    if request.postcopy && request.copy_storage {
         return Err(ServerError::Unsupported(
             "post-copy with --copy-storage is not supported: the disks must be in sync before the guest moves".into(),
         ));
@@ -289,7 +289,7 @@ fn settings_of(request: &MigrateRequest, copy_storage: bool) -> Result<Migration
         downtime_limit_ms: Some(request.max_downtime_ms.unwrap_or(DEFAULT_DOWNTIME_MS)),
         auto_converge: true,
         postcopy: request.postcopy,
-        pause_before_switchover: copy_storage,
+        pause_before_switchover: request.copy_storage,
     })
 }
 
@@ -330,7 +330,7 @@ impl VmManager {
         request: MigrateRequest,
     ) -> Result<MigrationStatus, ServerError> {
         let destination = Destination::new(&request)?;
-        let settings = settings_of(&request, request.copy_storage)?;
+        let settings = settings_of(&request)?;
         let slot = self.slot(name);
         let _job = slot.job.lock().await;
         let mut record = self.load(name).await?;
@@ -884,22 +884,22 @@ mod tests {
 
     #[test]
     fn requests_are_checked_before_anything_happens() {
-        let request = |bandwidth_mib, max_downtime_ms, postcopy| MigrateRequest {
+        let request = |bandwidth_mib, max_downtime_ms, postcopy, copy_storage| MigrateRequest {
             to: "http://10.0.0.2:7070".into(),
             to_token: "t".into(),
-            copy_storage: false,
+            copy_storage,
             max_downtime_ms,
             bandwidth_mib,
             postcopy,
         };
-        assert!(settings_of(&request(Some(0), None, false), false).is_err());
-        assert!(settings_of(&request(None, Some(0), false), false).is_err());
-        assert!(settings_of(&request(None, None, true), true).is_err(), "post-copy with copy_storage");
-        let chosen = settings_of(&request(Some(100), Some(50), false), true).unwrap();
+        assert!(settings_of(&request(Some(0), None, false, false)).is_err());
+        assert!(settings_of(&request(None, Some(0), false, false)).is_err());
+        assert!(settings_of(&request(None, None, true, true)).is_err(), "post-copy with copy_storage");
+        let chosen = settings_of(&request(Some(100), Some(50), false, true)).unwrap();
         assert_eq!((chosen.max_bandwidth, chosen.downtime_limit_ms), (100 << 20, Some(50)));
         assert!(chosen.pause_before_switchover && chosen.auto_converge);
         assert_eq!(
-            settings_of(&request(None, None, false), false).unwrap().downtime_limit_ms,
+            settings_of(&request(None, None, false, false)).unwrap().downtime_limit_ms,
             Some(DEFAULT_DOWNTIME_MS)
         );
     }
