@@ -26,9 +26,12 @@ pub use migration::{
 pub use network::{Lease, Network, NetworkMode, NetworkSpec, NicModel, NicSpec, NicStatus};
 pub use size::ByteSize;
 pub use snapshot::{Snapshot, SnapshotCreate, SnapshotKind};
-pub use spec::{Accel, BootSpec, ConsoleSpec, DiskAio, DiskBus, DiskCache, DiskFormat, DiskSpec, VmSpec};
+pub use spec::{
+    Accel, BootSpec, ConsoleSpec, DiskAio, DiskBus, DiskCache, DiskFormat, DiskSpec, Firmware, LegacyHardware,
+    MachineSpec, VmSpec,
+};
 pub use storage::{Pool, PoolSpec, PoolType, Progress, Volume, VolumeClone, VolumeCreate, VolumeImport, VolumeResize};
-pub use vm::{StopRequest, Vm, VmState};
+pub use vm::{BootEntry, BootStatus, StopRequest, Vm, VmState};
 
 /// The API version prefix every route lives under.
 pub const API_PREFIX: &str = "/v1";

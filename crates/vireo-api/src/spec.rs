@@ -38,6 +38,9 @@ pub struct VmSpec {
     /// The serial console.
     #[serde(default)]
     pub console: ConsoleSpec,
+    /// The virtual hardware around the guest: firmware and legacy devices.
+    #[serde(default, skip_serializing_if = "MachineSpec::is_default")]
+    pub machine: MachineSpec,
 }
 
 fn default_vcpus() -> u32 {
@@ -65,7 +68,7 @@ impl Accel {
 }
 
 /// Direct kernel boot when `kernel` is set; otherwise the default firmware boots the first disk.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootSpec {
     /// Absolute path of a kernel image (bzImage) on the host.
@@ -76,6 +79,111 @@ pub struct BootSpec {
     pub initrd: Option<PathBuf>,
     /// Kernel command line; needs `kernel`.
     pub cmdline: Option<String>,
+    /// Boot the kernel through its PVH entry when it has one: a bzImage whose payload is
+    /// an ELF with a PVH note is unpacked once (cached by content hash) and QEMU loads the
+    /// ELF, skipping the kernel's self-decompression. `false` boots the kernel as given.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    #[schema(default = true)]
+    pub pvh: bool,
+}
+
+impl Default for BootSpec {
+    fn default() -> Self {
+        BootSpec { kernel: None, initrd: None, cmdline: None, pvh: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+/// Firmware and legacy hardware. The defaults are lean: no legacy device a
+/// modern Linux guest does not use, and the fastest firmware for the boot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineSpec {
+    /// Which firmware starts the guest.
+    #[serde(default)]
+    pub firmware: Firmware,
+    /// Legacy hardware to give the guest after all (none by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legacy: Vec<LegacyHardware>,
+}
+
+impl MachineSpec {
+    pub fn is_default(&self) -> bool {
+        *self == MachineSpec::default()
+    }
+
+    pub fn has_legacy(&self, hardware: LegacyHardware) -> bool {
+        self.legacy.contains(&hardware)
+    }
+}
+
+/// `auto`: qboot for a kernel booted directly (it does only what a kernel needs),
+/// SeaBIOS when the guest boots from a disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    #[default]
+    Auto,
+    Seabios,
+    /// Only with `boot.kernel`: qboot boots no disks.
+    Qboot,
+}
+
+impl Firmware {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Firmware::Auto => "auto",
+            Firmware::Seabios => "seabios",
+            Firmware::Qboot => "qboot",
+        }
+    }
+}
+
+/// Legacy PC hardware that Vireo leaves out unless the spec asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LegacyHardware {
+    /// The HPET timer (Linux uses the TSC and the ACPI PM timer without it).
+    Hpet,
+    /// The i8042 PS/2 keyboard and mouse controller.
+    Ps2,
+    /// VMware's I/O port (the vmmouse backdoor).
+    Vmport,
+    /// The ICH9 AHCI controller (SATA disks and CD-ROMs; Vireo's disks are virtio).
+    Sata,
+    /// The ICH9 SMBus controller.
+    Smbus,
+    /// System management mode (needed only by UEFI firmware with Secure Boot).
+    Smm,
+}
+
+impl LegacyHardware {
+    pub const ALL: [LegacyHardware; 6] = [
+        LegacyHardware::Hpet,
+        LegacyHardware::Ps2,
+        LegacyHardware::Vmport,
+        LegacyHardware::Sata,
+        LegacyHardware::Smbus,
+        LegacyHardware::Smm,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegacyHardware::Hpet => "hpet",
+            LegacyHardware::Ps2 => "ps2",
+            LegacyHardware::Vmport => "vmport",
+            LegacyHardware::Sata => "sata",
+            LegacyHardware::Smbus => "smbus",
+            LegacyHardware::Smm => "smm",
+        }
+    }
 }
 
 /// A disk of the VM: a volume of a storage pool, or an image file given by path.

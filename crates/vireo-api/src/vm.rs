@@ -80,6 +80,42 @@ pub struct Vm {
     /// The migration under way, while one is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<crate::migration::MigrationStatus>,
+    /// How the running guest was booted; absent while stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootStatus>,
+}
+
+/// How QEMU was told to boot a VM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BootStatus {
+    pub entry: BootEntry,
+    /// The firmware that ran (`seabios` or `qboot`).
+    pub firmware: crate::spec::Firmware,
+    /// The file QEMU loaded as the kernel: the spec's kernel, or the vmlinux unpacked from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+}
+
+/// Where the guest's own code was entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BootEntry {
+    /// The kernel's PVH entry: QEMU loaded an uncompressed ELF kernel.
+    Pvh,
+    /// The Linux boot protocol: the kernel as given (a bzImage decompresses itself).
+    Linux,
+    /// The firmware booted a disk.
+    Firmware,
+}
+
+impl BootEntry {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootEntry::Pvh => "pvh",
+            BootEntry::Linux => "linux",
+            BootEntry::Firmware => "firmware",
+        }
+    }
 }
 
 /// Options of `POST /v1/vms/{name}/stop`.

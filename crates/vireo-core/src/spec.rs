@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use vireo_api::size::{MIB, TIB};
-use vireo_api::{ByteSize, DiskAio, DiskCache, DiskFormat, DiskSpec, NicSpec, VmSpec};
+use vireo_api::{ByteSize, DiskAio, DiskCache, DiskFormat, DiskSpec, Firmware, NicSpec, VmSpec};
 
 /// A spec that cannot be accepted, and which field is at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +73,7 @@ pub fn validate_spec(spec: &VmSpec, host: &dyn SpecContext) -> Result<(), SpecEr
     validate_vcpus(spec.vcpus)?;
     validate_memory(spec.memory)?;
     validate_boot(spec, host)?;
+    validate_machine(spec)?;
     validate_disks(&spec.disks, host)?;
     validate_nics(&spec.nics, host)?;
     validate_console_log(spec.console.log_size)
@@ -191,6 +192,18 @@ fn validate_boot(spec: &VmSpec, host: &dyn SpecContext) -> Result<(), SpecError>
         if cmdline.chars().any(char::is_control) {
             return Err(SpecError::new("boot.cmdline", "must not contain control characters or newlines"));
         }
+    }
+    Ok(())
+}
+
+fn validate_machine(spec: &VmSpec) -> Result<(), SpecError> {
+    let machine = &spec.machine;
+    if machine.firmware == Firmware::Qboot && spec.boot.kernel.is_none() {
+        return Err(SpecError::new("machine.firmware", "qboot boots no disks: it needs boot.kernel"));
+    }
+    let mut seen = HashSet::new();
+    if let Some(twice) = machine.legacy.iter().find(|hardware| !seen.insert(**hardware)) {
+        return Err(SpecError::new("machine.legacy", format!("'{}' is given twice", twice.as_str())));
     }
     Ok(())
 }
@@ -397,6 +410,23 @@ mod tests {
     fn wrong_types_name_the_field() {
         assert_eq!(field_of(&GOOD.replace("vcpus = 2", "vcpus = \"two\"")), "vcpus");
         assert_eq!(field_of(&GOOD.replace("accel = \"tcg\"", "accel = \"xen\"")), "accel");
+    }
+
+    #[test]
+    fn machine_defaults_are_lean_and_checked() {
+        let spec = check(GOOD).unwrap();
+        assert!(spec.boot.pvh);
+        assert_eq!(spec.machine.firmware, Firmware::Auto);
+        assert!(spec.machine.legacy.is_empty());
+        let legacy =
+            check(&format!("{GOOD}\n[machine]\nfirmware = \"seabios\"\nlegacy = [\"hpet\", \"ps2\"]")).unwrap();
+        assert!(legacy.machine.has_legacy(vireo_api::LegacyHardware::Ps2));
+        assert!(!legacy.machine.has_legacy(vireo_api::LegacyHardware::Sata));
+        assert_eq!(field_of(&format!("{GOOD}\n[machine]\nlegacy = [\"hpet\", \"hpet\"]")), "machine.legacy");
+        assert_eq!(field_of(&format!("{GOOD}\n[machine]\nlegacy = [\"floppy\"]")), "machine.legacy[0]");
+        let no_kernel = "name = \"disk-boot\"\nmemory = \"256MiB\"\n[[disks]]\npath = \"/d/a.qcow2\"";
+        check(no_kernel).unwrap();
+        assert_eq!(field_of(&format!("{no_kernel}\n[machine]\nfirmware = \"qboot\"")), "machine.firmware");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use vireo_api::{Accel, DiskFormat, NetworkMode, PoolType, SnapshotKind, VmSpec};
+use vireo_api::{Accel, BootStatus, DiskFormat, NetworkMode, PoolType, SnapshotKind, VmSpec};
 
 use crate::state::VmState;
 
@@ -45,6 +45,9 @@ pub struct RuntimeRecord {
     pub pid_start_ticks: u64,
     pub accel: Accel,
     pub runtime_dir: PathBuf,
+    /// How QEMU boots the guest (absent in records of daemons before it was recorded).
+    #[serde(default)]
+    pub boot: Option<BootStatus>,
 }
 
 /// A storage pool as stored.

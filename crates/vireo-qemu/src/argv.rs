@@ -15,10 +15,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use vireo_api::{Accel, DiskAio, DiskCache, DiskFormat, VmSpec};
+use vireo_api::{Accel, BootEntry, DiskAio, DiskCache, DiskFormat, Firmware, LegacyHardware, VmSpec};
 use vireo_core::spec::path_disk_format;
 
 use crate::paths::RuntimePaths;
+use crate::probe::{QBOOT_ROM, QemuCaps};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -94,6 +95,61 @@ pub struct Launch<'a> {
     pub incoming: Option<Incoming>,
     /// NICs, each on a TAP device the daemon opened or on user-mode networking.
     pub nics: Vec<NicAttachment>,
+    /// Firmware, kernel entry and the legacy hardware left out.
+    pub machine: MachinePlan,
+}
+
+/// How the guest is started and on what hardware: what [`build_argv`] follows for
+/// `-machine`, `-bios` and `-kernel`. A start from saved state must use the plan the
+/// state was saved with (same firmware, same devices); the plan is a function of the
+/// spec, the QEMU binary and the kernel file, so planning again gives the same one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachinePlan {
+    pub entry: BootEntry,
+    /// The file QEMU loads as the kernel (`Pvh`, `Linux`); `None` for `Firmware`.
+    pub kernel: Option<PathBuf>,
+    /// `Seabios` or `Qboot`; never `Auto`.
+    pub firmware: Firmware,
+    /// q35 properties switched off (`hpet`, `i8042`, …): the legacy hardware the spec
+    /// does not ask for, among what this QEMU can leave out.
+    pub disabled: Vec<&'static str>,
+}
+
+impl MachinePlan {
+    /// The plan for `spec` on the QEMU described by `caps`, booting the spec's kernel as given.
+    pub fn new(spec: &VmSpec, caps: &QemuCaps) -> Self {
+        let kernel = spec.boot.kernel.clone();
+        let entry = if kernel.is_some() { BootEntry::Linux } else { BootEntry::Firmware };
+        let firmware = match spec.machine.firmware {
+            Firmware::Auto if kernel.is_some() && caps.qboot => Firmware::Qboot,
+            Firmware::Auto => Firmware::Seabios,
+            chosen => chosen,
+        };
+        let disabled = LegacyHardware::ALL
+            .into_iter()
+            .filter(|hardware| !spec.machine.has_legacy(*hardware))
+            .map(machine_property)
+            .filter(|property| caps.has_machine_property(property))
+            .collect();
+        MachinePlan { entry, kernel, firmware, disabled }
+    }
+
+    /// Boots `kernel` (the ELF the kernel cache unpacked from the spec's kernel) through its PVH entry.
+    pub fn with_pvh_kernel(self, kernel: PathBuf) -> Self {
+        MachinePlan { entry: BootEntry::Pvh, kernel: Some(kernel), ..self }
+    }
+}
+
+/// The q35 machine property that switches a piece of legacy hardware on or off.
+fn machine_property(hardware: LegacyHardware) -> &'static str {
+    match hardware {
+        LegacyHardware::Hpet => "hpet",
+        LegacyHardware::Ps2 => "i8042",
+        LegacyHardware::Vmport => "vmport",
+        LegacyHardware::Sata => "sata",
+        LegacyHardware::Smbus => "smbus",
+        LegacyHardware::Smm => "smm",
+    }
 }
 
 /// A NIC as QEMU gets it: a virtio-net device with id `id` and a netdev of the
@@ -151,8 +207,8 @@ impl NicAttachment {
 }
 
 impl<'a> Launch<'a> {
-    /// A fresh start of a spec whose disks are all given by path.
-    pub fn with_path_disks(spec: &'a VmSpec, accel: Accel) -> Self {
+    /// A fresh start of a spec whose disks are all given by path, its kernel booted as given.
+    pub fn with_path_disks(spec: &'a VmSpec, accel: Accel, caps: &QemuCaps) -> Self {
         Launch {
             spec,
             accel,
@@ -160,6 +216,7 @@ impl<'a> Launch<'a> {
             loadvm: None,
             incoming: None,
             nics: Vec::new(),
+            machine: MachinePlan::new(spec, caps),
         }
     }
 }
@@ -199,7 +256,7 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     let spec = cfg.launch.spec;
     let mut argv = Args::default();
     argv.push2("-name", format!("guest={},debug-threads=on", escape_opt(&spec.name)));
-    machine_args(&mut argv, cfg.launch.accel);
+    machine_args(&mut argv, cfg.launch.accel, &cfg.launch.machine);
     argv.push2("-m", (spec.memory.bytes() / MIB).to_string());
     argv.push2("-smp", spec.vcpus.to_string());
     argv.push_all(&["-nodefaults", "-no-user-config", "-display", "none", "-vga", "none"]);
@@ -218,7 +275,7 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     argv.push2("-chardev", format!("socket,id=console,fd={},server=on,wait=off", cfg.console_fd));
     argv.push2("-serial", "chardev:console");
     hotplug_port_args(&mut argv);
-    boot_args(&mut argv, spec);
+    boot_args(&mut argv, spec, &cfg.launch.machine);
     disk_args(&mut argv, spec, &cfg.launch.disks);
     nic_args(&mut argv, &cfg.launch.nics, &cfg.nic_fds);
     saved_state_args(&mut argv, cfg);
@@ -258,19 +315,28 @@ fn saved_state_args(argv: &mut Args, cfg: &LaunchConfig) {
     argv.push2("-global", "migration.x-events=on");
 }
 
-fn machine_args(argv: &mut Args, accel: Accel) {
-    match accel {
-        Accel::Kvm => {
-            argv.push2("-machine", "q35,accel=kvm");
-            argv.push2("-cpu", "host");
-        }
-        // TCG keeps QEMU's default CPU model: `-cpu max` boots no faster and emulates more.
-        Accel::Tcg | Accel::Auto => argv.push2("-machine", "q35,accel=tcg"),
+fn machine_args(argv: &mut Args, accel: Accel, plan: &MachinePlan) {
+    let accel = match accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg | Accel::Auto => "tcg",
+    };
+    let mut machine = format!("q35,accel={accel}");
+    for property in &plan.disabled {
+        machine.push_str(&format!(",{property}=off"));
+    }
+    argv.push2("-machine", machine);
+    // TCG keeps QEMU's default CPU model: `-cpu max` boots no faster and emulates more.
+    if accel == "kvm" {
+        argv.push2("-cpu", "host");
+    }
+    if plan.firmware == Firmware::Qboot {
+        // QEMU finds it by name in its firmware directories (`-L help`).
+        argv.push2("-bios", QBOOT_ROM);
     }
 }
 
-fn boot_args(argv: &mut Args, spec: &VmSpec) {
-    let Some(kernel) = &spec.boot.kernel else {
+fn boot_args(argv: &mut Args, spec: &VmSpec, plan: &MachinePlan) {
+    let Some(kernel) = &plan.kernel else {
         return;
     };
     argv.push2("-kernel", path_arg(kernel));
@@ -500,7 +566,7 @@ mod tests {
     use vireo_api::{ByteSize, DiskSpec};
 
     fn argv_of(spec: &VmSpec, accel: Accel, paths: &RuntimePaths) -> Vec<String> {
-        let launch = Launch::with_path_disks(spec, accel);
+        let launch = Launch::with_path_disks(spec, accel, &QemuCaps::default());
         build_argv(&LaunchConfig {
             launch: &launch,
             paths,

@@ -70,6 +70,8 @@ pub enum QemuError {
     },
     #[error("cannot find the QEMU binary: {reason}")]
     QemuNotFound { reason: String },
+    #[error("cannot learn what {} can do: {reason}", .binary.display())]
+    Probe { binary: PathBuf, reason: String },
     #[error("a device with id {id} is already attached")]
     DeviceExists { id: String },
     /// All hot-plug ports are taken (or QEMU was started without them).

@@ -14,6 +14,7 @@ pub mod host;
 mod hotplug;
 mod migration;
 pub mod paths;
+pub mod probe;
 pub mod process;
 pub mod qmp;
 mod save;
@@ -21,7 +22,8 @@ mod snapshot;
 mod stats;
 
 pub use argv::{
-    DiskAttachment, HOTPLUG_PORTS, Incoming, Launch, LaunchConfig, NicAttachment, NicBackend, NicFds, build_argv,
+    DiskAttachment, HOTPLUG_PORTS, Incoming, Launch, LaunchConfig, MachinePlan, NicAttachment, NicBackend, NicFds,
+    build_argv,
 };
 pub use error::QemuError;
 pub use host::{
@@ -30,6 +32,7 @@ pub use host::{
 pub use hotplug::AttachedDisk;
 pub use migration::{BlockJob, MigrationEvents, MigrationInfo, MigrationSettings, RamStats};
 pub use paths::RuntimePaths;
+pub use probe::{QemuCaps, probe, probe_cached};
 pub use process::{
     ProcessUsage, VmProcess, is_vm_qemu, kill, process_alive, process_start_ticks, process_usage, reattach, spawn,
     thread_cpu_seconds,

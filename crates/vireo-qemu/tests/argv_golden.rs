@@ -4,7 +4,17 @@
 use std::path::PathBuf;
 
 use vireo_api::{Accel, VmSpec};
-use vireo_qemu::{Incoming, Launch, LaunchConfig, NicAttachment, NicFds, RuntimePaths, build_argv};
+use vireo_qemu::{Incoming, Launch, LaunchConfig, NicAttachment, NicFds, QemuCaps, RuntimePaths, build_argv};
+
+/// QEMU 7.2 as Debian ships it, as far as the argv is concerned.
+fn qemu_7_2() -> QemuCaps {
+    let properties = ["acpi", "hpet", "i8042", "pic", "pit", "sata", "smbus", "smm", "usb", "vmport"];
+    QemuCaps {
+        version: "QEMU emulator version 7.2.22".into(),
+        machine_properties: properties.into_iter().map(String::from).collect(),
+        qboot: true,
+    }
+}
 
 fn check_golden(name: &str, spec_json: &str, accel: Accel) {
     check_golden_launch(name, spec_json, accel, |_| None);
@@ -14,7 +24,7 @@ fn check_golden(name: &str, spec_json: &str, accel: Accel) {
 fn check_golden_launch(name: &str, spec_json: &str, accel: Accel, adjust: impl FnOnce(&mut Launch) -> Option<i32>) {
     let spec: VmSpec = serde_json::from_str(spec_json).expect("test spec parses");
     let paths = RuntimePaths::new(PathBuf::from("/run/vireo/vms/web1"));
-    let mut launch = Launch::with_path_disks(&spec, accel);
+    let mut launch = Launch::with_path_disks(&spec, accel, &qemu_7_2());
     let incoming_fd = adjust(&mut launch);
     // Fixed descriptor numbers for TAP NICs, whatever the test process has open.
     let nic_fds: Vec<Option<NicFds>> = (0..launch.nics.len() as i32)
@@ -114,4 +124,31 @@ fn nic_on_user_mode_networking() {
         launch.nics.push(NicAttachment::user("net0", "52:54:00:12:34:56"));
         None
     });
+}
+
+#[test]
+fn pvh_entry_of_an_unpacked_kernel() {
+    let spec = r#"{"name": "web1", "memory": "256MiB", "boot": {"kernel": "/k/vmlinuz", "cmdline": "console=ttyS0"}}"#;
+    check_golden_launch("argv_pvh.txt", spec, Accel::Tcg, |launch| {
+        launch.machine = launch.machine.clone().with_pvh_kernel("/var/lib/vireo/kernels/0f3a.vmlinux".into());
+        None
+    });
+}
+
+#[test]
+fn legacy_hardware_and_seabios_on_request() {
+    let spec = r#"{"name": "web1", "memory": "256MiB", "boot": {"kernel": "/k/vmlinuz"},
+                   "machine": {"firmware": "seabios", "legacy": ["hpet", "ps2", "smm"]}}"#;
+    check_golden("argv_legacy.txt", spec, Accel::Tcg);
+}
+
+#[test]
+fn an_older_qemu_keeps_what_it_cannot_leave_out() {
+    let spec: VmSpec =
+        serde_json::from_str(r#"{"name": "web1", "memory": "256MiB", "boot": {"kernel": "/k/vmlinuz"}}"#)
+            .expect("test spec parses");
+    let old = QemuCaps { machine_properties: ["smm", "vmport"].map(String::from).into(), ..QemuCaps::default() };
+    let launch = Launch::with_path_disks(&spec, Accel::Tcg, &old);
+    assert_eq!(launch.machine.disabled, ["vmport", "smm"]);
+    assert_eq!(launch.machine.firmware, vireo_api::Firmware::Seabios, "no qboot.rom: SeaBIOS");
 }

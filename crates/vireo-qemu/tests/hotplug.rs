@@ -5,7 +5,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Console, KillOnDrop, boot_to_prompt, create_image, disk, events_until, qemu_binary, runtime_dir, small_guest_spec,
+    Console, KillOnDrop, boot_to_prompt, caps, create_image, disk, events_until, qemu_binary, runtime_dir,
+    small_guest_spec,
 };
 use serde::Deserialize;
 use vireo_api::{Accel, DiskFormat};
@@ -57,8 +58,9 @@ async fn attaches_and_detaches_a_disk_in_a_running_guest() {
     create_image(&root, "64M");
     create_image(&extra, "16M");
     let spec = small_guest_spec("hotplug", &[&root]);
-    let mut vm =
-        vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths).await.expect("spawn");
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg, &caps().await), &paths)
+        .await
+        .expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let mut console = boot_to_prompt(&mut vm).await;
     let nodes_before = node_names(&vm.qmp).await;
@@ -113,8 +115,9 @@ async fn ports_come_from_qemu_after_reattach_and_an_unreleased_disk_can_be_detac
     let images: Vec<_> = (1..=2).map(|i| dir.path().join(format!("extra{i}.qcow2"))).collect();
     images.iter().for_each(|image| create_image(image, "16M"));
     let spec = small_guest_spec("hotplug-retry", &[]);
-    let mut vm =
-        vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths).await.expect("spawn");
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg, &caps().await), &paths)
+        .await
+        .expect("spawn");
     let (pid, ticks) = (vm.pid, vm.pid_start_ticks);
     let _guard = KillOnDrop { pid, pid_start_ticks: ticks };
     let console = boot_to_prompt(&mut vm).await;

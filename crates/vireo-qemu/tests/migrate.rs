@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::time::Duration;
 
 use common::{
-    Console, KillOnDrop, boot_to_prompt, create_image, qemu_binary, runtime_dir, small_guest_spec, take_console,
+    Console, KillOnDrop, boot_to_prompt, caps, create_image, qemu_binary, runtime_dir, small_guest_spec, take_console,
 };
 use vireo_api::Accel;
 use vireo_qemu::{Incoming, Launch, MigrationSettings, RuntimePaths};
@@ -24,14 +24,14 @@ async fn a_guest_and_its_disk_move_to_another_qemu() {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     let source_spec = small_guest_spec("moving", &[&source_disk]);
-    let launch = Launch::with_path_disks(&source_spec, Accel::Tcg);
+    let launch = Launch::with_path_disks(&source_spec, Accel::Tcg, &caps().await);
     let mut source = vireo_qemu::spawn(&qemu_binary(), &launch, &source_paths).await.expect("spawn source");
     let _source_guard = KillOnDrop { pid: source.pid, pid_start_ticks: source.pid_start_ticks };
     let mut console = boot_to_prompt(&mut source).await;
     console.run("echo in-memory > /tmp/kept; echo on-disk-data | dd of=/dev/vda conv=fsync 2>/dev/null").await;
 
     let target_spec = small_guest_spec("moving", &[&target_disk]);
-    let mut launch = Launch::with_path_disks(&target_spec, Accel::Tcg);
+    let mut launch = Launch::with_path_disks(&target_spec, Accel::Tcg, &caps().await);
     launch.incoming = Some(Incoming::Migration);
     let target_paths = RuntimePaths::new(dir.path().join("target"));
     let mut target = vireo_qemu::spawn(&qemu_binary(), &launch, &target_paths).await.expect("spawn target");

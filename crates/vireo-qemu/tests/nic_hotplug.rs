@@ -6,7 +6,7 @@ mod common;
 use std::future::Future;
 use std::time::Duration;
 
-use common::{Console, KillOnDrop, boot_to_prompt, create_image, disk, guest_spec, qemu_binary, runtime_dir};
+use common::{Console, KillOnDrop, boot_to_prompt, caps, create_image, disk, guest_spec, qemu_binary, runtime_dir};
 use nix::sched::CloneFlags;
 use vireo_api::{Accel, DiskFormat};
 use vireo_qemu::{Launch, NicAttachment, QemuError};
@@ -52,9 +52,10 @@ fn attaches_and_detaches_a_tap_nic_in_a_running_guest() {
     in_private_netns(|| async {
         let (dir, paths) = runtime_dir();
         let spec = guest_spec("nic-hotplug");
-        let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths)
-            .await
-            .expect("spawn");
+        let mut vm =
+            vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg, &caps().await), &paths)
+                .await
+                .expect("spawn");
         let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
         let mut console = boot_to_prompt(&mut vm).await;
         assert!(!has_eth0(&console.run("ls /sys/class/net").await));
@@ -99,7 +100,7 @@ fn a_user_mode_nic_gets_an_address_from_qemu() {
     in_private_netns(|| async {
         let (_dir, paths) = runtime_dir();
         let spec = guest_spec("nic-user");
-        let mut launch = Launch::with_path_disks(&spec, Accel::Tcg);
+        let mut launch = Launch::with_path_disks(&spec, Accel::Tcg, &caps().await);
         launch.nics.push(NicAttachment::user("net0", MAC));
         let mut vm = vireo_qemu::spawn(&qemu_binary(), &launch, &paths).await.expect("spawn");
         let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };

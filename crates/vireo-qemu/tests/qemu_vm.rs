@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Console, KillOnDrop, PROMPT, READY_MARKER, boot_to_prompt, events_until, guest_spec, next_event, qemu_binary,
+    Console, KillOnDrop, PROMPT, READY_MARKER, boot_to_prompt, caps, events_until, guest_spec, next_event, qemu_binary,
     runtime_dir, take_console,
 };
 use vireo_api::Accel;
@@ -17,8 +17,9 @@ async fn boots_answers_pauses_resumes_and_powers_off() {
     let (_dir, paths) = runtime_dir();
     let spec = guest_spec("lifecycle");
     let started = Instant::now();
-    let mut vm =
-        vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths).await.expect("spawn");
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg, &caps().await), &paths)
+        .await
+        .expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let qmp_ready = started.elapsed();
     assert_eq!(vm.qmp.query_status().await.unwrap().status, "prelaunch");
@@ -64,9 +65,13 @@ async fn boots_answers_pauses_resumes_and_powers_off() {
 #[tokio::test]
 async fn kill_ends_the_vm_at_once() {
     let (_dir, paths) = runtime_dir();
-    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&guest_spec("killed"), Accel::Tcg), &paths)
-        .await
-        .expect("spawn");
+    let mut vm = vireo_qemu::spawn(
+        &qemu_binary(),
+        &Launch::with_path_disks(&guest_spec("killed"), Accel::Tcg, &caps().await),
+        &paths,
+    )
+    .await
+    .expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     vm.qmp.cont().await.expect("cont");
     assert!(vireo_qemu::process_alive(vm.pid, vm.pid_start_ticks));
@@ -83,10 +88,13 @@ async fn kill_ends_the_vm_at_once() {
 #[tokio::test]
 async fn reattaches_to_a_running_qemu() {
     let (_dir, paths) = runtime_dir();
-    let mut vm =
-        vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&guest_spec("reattached"), Accel::Tcg), &paths)
-            .await
-            .expect("spawn");
+    let mut vm = vireo_qemu::spawn(
+        &qemu_binary(),
+        &Launch::with_path_disks(&guest_spec("reattached"), Accel::Tcg, &caps().await),
+        &paths,
+    )
+    .await
+    .expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let _console = boot_to_prompt(&mut vm).await;
     let (pid, ticks) = (vm.pid, vm.pid_start_ticks);
@@ -131,7 +139,7 @@ async fn a_bad_kernel_path_fails_with_qemus_own_message() {
     let mut spec = guest_spec("badkernel");
     spec.boot.kernel = Some("/nonexistent/vmlinuz".into());
     let started = Instant::now();
-    let err = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths)
+    let err = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg, &caps().await), &paths)
         .await
         .expect_err("must fail");
     let message = err.to_string();
@@ -153,7 +161,7 @@ async fn disk_boot_argv_is_accepted_by_qemu() {
         "disks": [{ "path": disk }, { "path": seed, "readonly": true }],
     }))
     .unwrap();
-    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths)
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg, &caps().await), &paths)
         .await
         .expect("spawn with disks");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
@@ -174,9 +182,13 @@ async fn helper_daemon_that_gets_killed() {
         return;
     };
     let paths = RuntimePaths::new(dir.into());
-    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&guest_spec("orphan"), Accel::Tcg), &paths)
-        .await
-        .expect("spawn");
+    let mut vm = vireo_qemu::spawn(
+        &qemu_binary(),
+        &Launch::with_path_disks(&guest_spec("orphan"), Accel::Tcg, &caps().await),
+        &paths,
+    )
+    .await
+    .expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let _console = boot_to_prompt(&mut vm).await;
     println!("VIREO-HELPER {} {}", vm.pid, vm.pid_start_ticks);

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::{
-    Console, KillOnDrop, boot_to_prompt, create_image, events_until, guest_uptime, qemu_binary, runtime_dir,
+    Console, KillOnDrop, boot_to_prompt, caps, create_image, events_until, guest_uptime, qemu_binary, runtime_dir,
     small_guest_spec, take_console,
 };
 use vireo_api::Accel;
@@ -20,8 +20,9 @@ async fn a_saved_guest_resumes_where_it_was() {
     let root = dir.path().join("root.qcow2");
     create_image(&root, "64M");
     let spec = small_guest_spec("saved", &[&root]);
-    let mut vm =
-        vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths).await.expect("spawn");
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg, &caps().await), &paths)
+        .await
+        .expect("spawn");
     let guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let mut console = boot_to_prompt(&mut vm).await;
     let err = vm.qmp.wait_incoming(Duration::from_secs(5)).await.expect_err("not started from a state file");
@@ -51,7 +52,7 @@ async fn a_saved_guest_resumes_where_it_was() {
     events_until(&mut vm.events, QemuEvent::Exited).await;
     drop(guard);
 
-    let mut launch = Launch::with_path_disks(&spec, Accel::Tcg);
+    let mut launch = Launch::with_path_disks(&spec, Accel::Tcg, &caps().await);
     launch.incoming = Some(vireo_qemu::Incoming::StateFile(state));
     let restore = Instant::now();
     let mut vm = vireo_qemu::spawn(&qemu_binary(), &launch, &paths).await.expect("spawn with incoming");
@@ -73,7 +74,7 @@ async fn a_truncated_state_file_fails_the_restore_with_qemus_reason() {
     // QEMU's stream magic ("QEVM", version 3), then nothing.
     std::fs::write(&state, b"QEVM\0\0\0\x03").unwrap();
     let spec = small_guest_spec("broken", &[]);
-    let mut launch = Launch::with_path_disks(&spec, Accel::Tcg);
+    let mut launch = Launch::with_path_disks(&spec, Accel::Tcg, &caps().await);
     launch.incoming = Some(vireo_qemu::Incoming::StateFile(state));
     let outcome = match vireo_qemu::spawn(&qemu_binary(), &launch, &paths).await {
         Err(err) => err,

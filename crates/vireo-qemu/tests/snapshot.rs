@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Console, KillOnDrop, boot_to_prompt, create_image, events_until, image_snapshots, qemu_binary, runtime_dir,
+    Console, KillOnDrop, boot_to_prompt, caps, create_image, events_until, image_snapshots, qemu_binary, runtime_dir,
     small_guest_spec, take_console,
 };
 use vireo_api::Accel;
@@ -21,8 +21,9 @@ async fn full_snapshot_reverts_a_running_guest_and_loadvm_starts_from_it() {
     create_image(&root, "64M");
     let spec = small_guest_spec("snapshots", &[&root]);
     let nodes = vec!["disk0".to_string()];
-    let mut vm =
-        vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths).await.expect("spawn");
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg, &caps().await), &paths)
+        .await
+        .expect("spawn");
     let guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let mut console = boot_to_prompt(&mut vm).await;
 
@@ -62,7 +63,7 @@ async fn full_snapshot_reverts_a_running_guest_and_loadvm_starts_from_it() {
     assert!(image_snapshots(&root).contains("first"));
 
     // Start a new QEMU from the snapshot: paused until cont, then at the snapshot's moment.
-    let mut launch = Launch::with_path_disks(&spec, Accel::Tcg);
+    let mut launch = Launch::with_path_disks(&spec, Accel::Tcg, &caps().await);
     launch.loadvm = Some("first".into());
     let spawn = Instant::now();
     let mut vm = vireo_qemu::spawn(&qemu_binary(), &launch, &paths).await.expect("spawn with loadvm");
@@ -85,8 +86,9 @@ async fn disk_snapshot_of_a_running_guest_covers_all_disks_or_none() {
     images.iter().for_each(|image| create_image(image, "16M"));
     let spec = small_guest_spec("disk-snapshots", &[&images[0], &images[1]]);
     let nodes = vec!["disk0".to_string(), "disk1".to_string()];
-    let mut vm =
-        vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg), &paths).await.expect("spawn");
+    let mut vm = vireo_qemu::spawn(&qemu_binary(), &Launch::with_path_disks(&spec, Accel::Tcg, &caps().await), &paths)
+        .await
+        .expect("spawn");
     let _guard = KillOnDrop { pid: vm.pid, pid_start_ticks: vm.pid_start_ticks };
     let mut console = boot_to_prompt(&mut vm).await;
     console.run("echo data | dd of=/dev/vdb conv=fsync 2>/dev/null").await;

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use vireo_api::{Accel, ByteSize, DiskFormat, NetworkMode, PoolType, SnapshotKind, VmSpec, VmState};
+use vireo_api::{
+    Accel, BootEntry, BootStatus, ByteSize, DiskFormat, Firmware, NetworkMode, PoolType, SnapshotKind, VmSpec, VmState,
+};
 use vireo_core::{
     EventRecord, NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord,
     VolumeRecord,
@@ -211,8 +213,14 @@ async fn update_is_compare_and_swap(store: &dyn Store) {
     let mut record = store.get_vm("a1").await.unwrap().unwrap();
     let stale = record.clone();
     record.state = VmState::Running;
-    record.runtime =
-        Some(RuntimeRecord { pid: 42, pid_start_ticks: 7, accel: Accel::Tcg, runtime_dir: PathBuf::from("/run/x") });
+    let boot = BootStatus { entry: BootEntry::Pvh, firmware: Firmware::Qboot, kernel: Some("/k/a.vmlinux".into()) };
+    record.runtime = Some(RuntimeRecord {
+        pid: 42,
+        pid_start_ticks: 7,
+        accel: Accel::Tcg,
+        runtime_dir: PathBuf::from("/run/x"),
+        boot: Some(boot),
+    });
     let new_revision = store.update_vm(&record).await.unwrap();
     assert_eq!(new_revision, stale.revision + 1);
     let got = store.get_vm("a1").await.unwrap().unwrap();

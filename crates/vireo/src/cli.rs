@@ -468,6 +468,15 @@ pub struct CreateArgs {
     /// Kernel command line for --kernel
     #[arg(long, value_name = "STR", allow_hyphen_values = true)]
     pub cmdline: Option<String>,
+    /// Boot --kernel as given, not through its PVH entry
+    #[arg(long)]
+    pub no_pvh: bool,
+    /// Firmware: auto (qboot for --kernel, else SeaBIOS), seabios or qboot [default: auto]
+    #[arg(long, value_name = "NAME")]
+    pub firmware: Option<String>,
+    /// Legacy hardware to add, comma-separated: hpet, ps2, vmport, sata, smbus, smm [default: none]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub legacy: Vec<String>,
     /// Attach a volume or an image file (repeatable), with options format=raw|qcow2 (files only),
     /// readonly=on, cache=MODE, aio=MODE, boot_order=N; a ',' in PATH is written ',,'
     #[arg(long = "disk", value_name = "POOL/NAME|PATH[,OPTION=VALUE...]")]
@@ -483,7 +492,19 @@ pub struct CreateArgs {
     pub console_log_size: Option<String>,
 }
 
-const SPEC_FLAGS: [&str; 8] = ["vcpus", "memory", "kernel", "initrd", "cmdline", "disks", "accel", "console_log_size"];
+const SPEC_FLAGS: [&str; 11] = [
+    "vcpus",
+    "memory",
+    "kernel",
+    "initrd",
+    "cmdline",
+    "no_pvh",
+    "firmware",
+    "legacy",
+    "disks",
+    "accel",
+    "console_log_size",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AccelArg {

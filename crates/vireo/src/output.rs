@@ -8,8 +8,8 @@ use std::io::Write;
 
 use serde::Serialize;
 use vireo_api::{
-    CheckStatus, DiskAio, HostCheck, Lease, MigrationPhase, MigrationStatus, Network, NetworkMode, Pool, Snapshot,
-    SnapshotKind, Vm, Volume,
+    BootEntry, CheckStatus, DiskAio, HostCheck, Lease, MigrationPhase, MigrationStatus, Network, NetworkMode, Pool,
+    Snapshot, SnapshotKind, Vm, VmSpec, Volume,
 };
 use vireo_core::spec::{disk_source, path_disk_format};
 
@@ -119,6 +119,8 @@ pub fn vm_details(vm: &Vm) -> String {
         ("kernel".into(), or_dash(spec.boot.kernel.as_ref().map(|p| p.display()))),
         ("initrd".into(), or_dash(spec.boot.initrd.as_ref().map(|p| p.display()))),
         ("cmdline".into(), or_dash(spec.boot.cmdline.as_ref())),
+        ("boot".into(), boot_of(vm)),
+        ("machine".into(), machine_of(spec)),
     ];
     if spec.disks.is_empty() {
         lines.push(("disks".into(), "-".into()));
@@ -152,6 +154,29 @@ pub fn vm_details(vm: &Vm) -> String {
     lines.push(("created".into(), vm.created_at.clone()));
     lines.push(("last error".into(), or_dash(vm.last_error.as_ref())));
     key_values(&lines)
+}
+
+/// How the running guest was booted, or how it will be while it is not running.
+fn boot_of(vm: &Vm) -> String {
+    match &vm.boot {
+        Some(boot) => {
+            let kernel = match (boot.entry, &boot.kernel) {
+                (BootEntry::Pvh, Some(kernel)) => format!(", kernel unpacked to {kernel}"),
+                _ => String::new(),
+            };
+            format!("{} entry, {} firmware{kernel}", boot.entry.as_str(), boot.firmware.as_str())
+        }
+        None if vm.spec.boot.kernel.is_none() => "firmware boots a disk".into(),
+        None if vm.spec.boot.pvh => "pvh entry when the kernel has one".into(),
+        None => "kernel as given (pvh off)".into(),
+    }
+}
+
+/// `firmware auto, legacy hpet, ps2` (the spec's choices).
+fn machine_of(spec: &VmSpec) -> String {
+    let legacy: Vec<&str> = spec.machine.legacy.iter().map(|hardware| hardware.as_str()).collect();
+    let legacy = if legacy.is_empty() { "none".to_string() } else { legacy.join(", ") };
+    format!("firmware {}, legacy hardware: {legacy}", spec.machine.firmware.as_str())
 }
 
 fn mib(bytes: u64) -> u64 {
@@ -425,8 +450,8 @@ fn status_word(status: CheckStatus) -> &'static str {
 #[cfg(test)]
 mod tests {
     use vireo_api::{
-        Accel, BootSpec, ByteSize, ConsoleSpec, DiskCache, DiskFormat, DiskSpec, HostCheckItem, PoolType, VmSpec,
-        VmState,
+        Accel, BootSpec, ByteSize, ConsoleSpec, DiskCache, DiskFormat, DiskSpec, HostCheckItem, LegacyHardware,
+        MachineSpec, PoolType, VmSpec, VmState,
     };
 
     use super::*;
@@ -444,10 +469,12 @@ mod tests {
                     kernel: Some("/k/bzImage".into()),
                     initrd: None,
                     cmdline: Some("console=ttyS0".into()),
+                    ..BootSpec::default()
                 },
                 disks: vec![DiskSpec { path: Some("/d/root.qcow2".into()), readonly: true, ..DiskSpec::default() }],
                 nics: vec![],
                 console: ConsoleSpec::default(),
+                machine: MachineSpec::default(),
             },
             nics: vec![vireo_api::NicStatus {
                 network: "default".into(),
@@ -460,6 +487,11 @@ mod tests {
             state_changed_at: "2025-01-01T00:01:00Z".into(),
             last_error: None,
             migration: None,
+            boot: pid.map(|_| vireo_api::BootStatus {
+                entry: BootEntry::Pvh,
+                firmware: vireo_api::Firmware::Qboot,
+                kernel: Some("/var/lib/vireo/kernels/ab.vmlinux".into()),
+            }),
         }
     }
 
@@ -485,6 +517,8 @@ mod tests {
             "kernel:       /k/bzImage\n",
             "initrd:       -\n",
             "cmdline:      console=ttyS0\n",
+            "boot:         pvh entry, qboot firmware, kernel unpacked to /var/lib/vireo/kernels/ab.vmlinux\n",
+            "machine:      firmware auto, legacy hardware: none\n",
             "disk[0]:      /d/root.qcow2 (qcow2, cache writeback, read-only)\n",
             "nic[0]:       52:54:00:00:00:01 on default (10.77.0.5)\n",
             "console log:  1MiB\n",
@@ -507,9 +541,12 @@ mod tests {
             },
         ];
         assert!(vm_table(std::slice::from_ref(&saved)).contains("\nweb1  saved  2  "));
+        saved.spec.machine.legacy = vec![LegacyHardware::Hpet, LegacyHardware::Ps2];
         let text = vm_details(&saved);
         for expected in [
             "state:        saved (since 2025-01-01T00:01:00Z)\n",
+            "boot:         pvh entry when the kernel has one\n",
+            "machine:      firmware auto, legacy hardware: hpet, ps2\n",
             "disk[0]:      volume default/root.qcow2 (cache writeback, boot order 1)\n",
             "disk[1]:      /d/data.img (raw, cache none, aio io_uring)\n",
         ] {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskSpec, NicSpec, VmSpec};
+use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskSpec, MachineSpec, NicSpec, VmSpec};
 use vireo_client::Endpoint;
 use vireo_core::SpecError;
 
@@ -39,6 +39,17 @@ pub fn spec_from_flags(args: &CreateArgs, cwd: &Path) -> Result<VmSpec, String> 
     };
     let disks = args.disks.iter().map(|disk| parse_disk(disk, cwd)).collect::<Result<Vec<_>, _>>()?;
     let nics = args.nics.iter().map(|nic| parse_nic(nic)).collect::<Result<Vec<_>, _>>()?;
+    let machine = MachineSpec {
+        firmware: match &args.firmware {
+            Some(name) => parse_choice("firmware", name).map_err(|e| format!("--firmware: {e}"))?,
+            None => Default::default(),
+        },
+        legacy: args
+            .legacy
+            .iter()
+            .map(|name| parse_choice("legacy hardware", name).map_err(|e| format!("--legacy: {e}")))
+            .collect::<Result<_, _>>()?,
+    };
     Ok(VmSpec {
         name: args.name.clone(),
         vcpus: args.vcpus.unwrap_or(1),
@@ -48,10 +59,12 @@ pub fn spec_from_flags(args: &CreateArgs, cwd: &Path) -> Result<VmSpec, String> 
             kernel: args.kernel.as_deref().map(|p| absolute(cwd, p)),
             initrd: args.initrd.as_deref().map(|p| absolute(cwd, p)),
             cmdline: args.cmdline.clone(),
+            pvh: !args.no_pvh,
         },
         disks,
         nics,
         console: ConsoleSpec { log_size },
+        machine,
     })
 }
 

@@ -165,3 +165,44 @@ async fn force_stop_rescues_a_hanging_graceful_stop() {
     let err = client.stop_vm("frozen", &StopRequest { force: true, timeout_secs: None }).await.unwrap_err();
     assert_eq!(err.api().map(|e| e.code), Some(vireo_api::ErrorCode::InvalidState));
 }
+
+/// The default start unpacks the kernel for its PVH entry and leaves legacy hardware out;
+/// the spec can ask for the kernel as given, SeaBIOS and the HPET back.
+#[tokio::test(flavor = "multi_thread")]
+async fn boot_entry_and_machine_follow_the_spec() {
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let (kernel, initrd) = guest();
+    let (kernel, initrd) = (kernel.to_str().unwrap(), initrd.to_str().unwrap());
+    let common = ["--memory", "128MiB", "--kernel", kernel, "--initrd", initrd, "--cmdline", "console=ttyS0 quiet"];
+    daemon.cli_ok(&[&["vm", "create", "lean"], &common[..]].concat());
+    let legacy = ["--no-pvh", "--firmware", "seabios", "--legacy", "hpet,ps2"];
+    daemon.cli_ok(&[&["vm", "create", "legacy"], &common[..], &legacy[..]].concat());
+    for vm in ["lean", "legacy"] {
+        daemon.cli_ok(&["vm", "start", vm]);
+    }
+
+    let lean: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["vm", "show", "lean", "-o", "json"])).unwrap();
+    assert_eq!(lean["boot"]["entry"], "pvh", "{lean}");
+    assert_eq!(lean["boot"]["firmware"], "qboot", "{lean}");
+    let unpacked = std::path::PathBuf::from(lean["boot"]["kernel"].as_str().expect("unpacked kernel path"));
+    assert!(unpacked.starts_with(daemon.dir.path().join("kernels")), "{}", unpacked.display());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&unpacked).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = daemon.cli_ok(&["vm", "show", "legacy"]);
+    assert!(text.contains("boot:         linux entry, seabios firmware\n"), "{text}");
+    assert!(text.contains("machine:      firmware seabios, legacy hardware: hpet, ps2\n"), "{text}");
+
+    // What the guests see: the HPET only where the spec asked for it.
+    for vm in ["lean", "legacy"] {
+        wait_for_log(&client, vm, MARKER, BOOT_TIMEOUT).await;
+    }
+    let clocksources = "cat /sys/devices/system/clocksource/clocksource0/available_clocksource";
+    let lean_clocks = run_in_guest(&client, "lean", clocksources).await;
+    let legacy_clocks = run_in_guest(&client, "legacy", clocksources).await;
+    assert!(!lean_clocks.contains("hpet"), "lean guest: {lean_clocks}");
+    assert!(legacy_clocks.contains("hpet"), "legacy guest: {legacy_clocks}");
+    for vm in ["lean", "legacy"] {
+        client.stop_vm(vm, &StopRequest { force: true, timeout_secs: None }).await.unwrap();
+    }
+}

@@ -228,3 +228,8 @@ impl Drop for KillOnDrop {
         let _ = vireo_qemu::kill(self.pid, self.pid_start_ticks);
     }
 }
+
+/// What the QEMU under test can do (asked afresh: a few QEMU runs).
+pub async fn caps() -> vireo_qemu::QemuCaps {
+    vireo_qemu::probe(&qemu_binary()).await.expect("probe QEMU")
+}

@@ -44,6 +44,7 @@ pub fn to_wire_with_leases(record: VmRecord, leases: &HashMap<String, Ipv4Addr>)
     Vm {
         nics,
         accel: record.runtime.as_ref().map(|r| r.accel.as_str().to_string()),
+        boot: record.runtime.as_ref().and_then(|r| r.boot.clone()),
         pid: record.runtime.as_ref().map(|r| r.pid),
         created_at: rfc3339(record.created_at_ms),
         state_changed_at: rfc3339(record.state_changed_at_ms),

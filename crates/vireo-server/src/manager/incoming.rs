@@ -76,14 +76,6 @@ fn sees_probe(pool: &PoolRecord, probe: &StorageProbe) -> bool {
 }
 
 impl VmManager {
-    /// First line of this daemon's `qemu-system-x86_64 --version`.
-    pub(super) async fn qemu_version(&self) -> String {
-        self.qemu_version
-            .get_or_init(|| async { vireo_qemu::tool_version(&self.qemu_binary).await.unwrap_or_default() })
-            .await
-            .clone()
-    }
-
     /// Gets ready to receive a VM: returns where its QEMU listens. Refuses
     /// (changing nothing) if the VM does not fit this host.
     pub async fn prepare_incoming(

@@ -8,6 +8,7 @@ use vireo_api::{EventKind, StopRequest, VmState};
 use vireo_core::{Action, RuntimeRecord, VmRecord};
 use vireo_qemu::{Incoming, Launch, RuntimePaths};
 
+use super::boot::boot_status;
 use super::{Slot, VmManager, ensure};
 use crate::error::ServerError;
 
@@ -80,7 +81,14 @@ impl VmManager {
             Ok(nics) => nics,
             Err(err) => return Err(self.fail_start(record, err, state_if_failed).await),
         };
-        let launch = Launch { spec: &record.spec, accel: choice.accel, disks, incoming, loadvm, nics };
+        let machine = match self.plan_machine(&record.spec).await {
+            Ok(machine) => machine,
+            Err(source) => {
+                return Err(self.fail_start(record, qemu_error(&name, "start")(source), state_if_failed).await);
+            }
+        };
+        let boot = boot_status(&machine);
+        let launch = Launch { spec: &record.spec, accel: choice.accel, disks, incoming, loadvm, nics, machine };
         let process = match vireo_qemu::spawn(&self.qemu_binary, &launch, &paths).await {
             Ok(process) => process,
             Err(source) => {
@@ -88,8 +96,10 @@ impl VmManager {
             }
         };
         let (pid, pid_start_ticks) = (process.pid, process.pid_start_ticks);
+        tracing::info!(vm = %name, entry = boot.entry.as_str(), firmware = boot.firmware.as_str(), "QEMU started");
+        let runtime_dir = paths.dir().to_path_buf();
         record.runtime =
-            Some(RuntimeRecord { pid, pid_start_ticks, accel: choice.accel, runtime_dir: paths.dir().to_path_buf() });
+            Some(RuntimeRecord { pid, pid_start_ticks, accel: choice.accel, runtime_dir, boot: Some(boot) });
         record.last_error = None;
         self.save_state(record, transitional).await?;
         let live = match self.attach(&name, process, &paths, record.spec.console.log_size.bytes()) {

@@ -6,6 +6,7 @@
 //! store while the job lock is held, so the store is the single truth the
 //! daemon recovers from after a restart (see `recover`).
 
+mod boot;
 mod disks;
 mod incoming;
 mod lifecycle;
@@ -51,8 +52,10 @@ pub struct VmManager {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Serialises volume changes with the checks that guard them (is it in use? is the name free?).
     storage: tokio::sync::Mutex<()>,
-    /// `qemu --version`, read once: migrations need the same QEMU on both sides.
-    qemu_version: tokio::sync::OnceCell<String>,
+    /// What the QEMU binary can do (its version, machine properties, firmware).
+    probe: boot::QemuProbe,
+    /// `data_dir/kernels`: kernels unpacked for their PVH entry.
+    kernels: Arc<vireo_kernel::KernelCache>,
     /// The latest outgoing migration of each VM.
     migrations: migration::Migrations,
     /// Every state change and operation, stored and streamed.
@@ -92,6 +95,8 @@ impl VmManager {
         Arc::new(VmManager {
             events: Arc::new(EventLog::new(store.clone())),
             store,
+            probe: boot::QemuProbe::new(qemu_binary.clone(), data_dir),
+            kernels: boot::kernel_cache(data_dir),
             qemu_binary,
             accel_facts,
             vms_dir: data_dir.join("vms"),
@@ -100,7 +105,6 @@ impl VmManager {
             network_lock: tokio::sync::Mutex::default(),
             slots: Mutex::default(),
             storage: tokio::sync::Mutex::default(),
-            qemu_version: tokio::sync::OnceCell::new(),
             migrations: migration::Migrations::default(),
         })
     }
