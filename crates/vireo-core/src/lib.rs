@@ -9,6 +9,7 @@
 
 pub mod accel;
 pub mod events;
+pub mod mac;
 pub mod spec;
 pub mod state;
 pub mod store;

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use crate::mac::MacAddr;
 use vireo_api::size::{MIB, TIB};
 use vireo_api::{ByteSize, DiskAio, DiskCache, DiskFormat, DiskSpec, Firmware, NicSpec, VmSpec};
 
@@ -94,41 +95,13 @@ pub fn validate_nics(nics: &[NicSpec], host: &dyn SpecContext) -> Result<(), Spe
             return Err(SpecError::new(format!("{field}.network"), format!("network {} does not exist", nic.network)));
         }
         if let Some(mac) = &nic.mac {
-            let parsed = parse_mac(mac).map_err(|reason| SpecError::new(format!("{field}.mac"), reason))?;
+            let parsed = MacAddr::parse_nic(mac).map_err(|err| SpecError::new(format!("{field}.mac"), err.reason))?;
             if !macs.insert(parsed) {
                 return Err(SpecError::new(format!("{field}.mac"), format!("{mac} is used by another NIC")));
             }
         }
     }
     Ok(())
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`; group and broadcast addresses cannot be a NIC's.
-pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let malformed = || format!("'{text}' is not a MAC address like 52:54:00:12:34:56");
-    if parts.len() != 6 {
-        return Err(malformed());
-    }
-    let mut mac = [0u8; 6];
-    for (byte, part) in mac.iter_mut().zip(&parts) {
-        if part.len() != 2 {
-            return Err(malformed());
-        }
-        *byte = u8::from_str_radix(part, 16).map_err(|_| malformed())?;
-    }
-    if mac[0] & 1 == 1 {
-        return Err(format!("{text} is a multicast address; a NIC needs a unicast one"));
-    }
-    if mac == [0; 6] {
-        return Err(format!("{text} is not a usable address"));
-    }
-    Ok(mac)
-}
-
-/// The canonical lowercase text of a MAC.
-pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// Names become directory names and database keys: keep them to a safe alphabet.
@@ -502,7 +475,6 @@ mod tests {
             with("network = \"lan\"\nmac = \"52:54:00:00:00:01\"")
         );
         assert_eq!(field_of(&twice), "nics[1].mac");
-        assert_eq!(format_mac(parse_mac("52:54:00:AB:CD:EF").unwrap()), "52:54:00:ab:cd:ef");
     }
 
     #[test]

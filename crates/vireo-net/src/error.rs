@@ -7,8 +7,6 @@ use std::path::PathBuf;
 pub enum NetError {
     #[error("invalid subnet '{input}': {reason}")]
     InvalidSubnet { input: String, reason: String },
-    #[error("invalid MAC address '{input}': {reason}")]
-    InvalidMac { input: String, reason: String },
     #[error("invalid interface name '{name}': {reason}")]
     InvalidLinkName { name: String, reason: String },
     #[error("network name '{name}' {reason}")]

@@ -25,7 +25,7 @@ mod tools;
 
 pub use dnsmasq::{DefaultRoute, Dns, Dnsmasq, DnsmasqConfig, Lease, StaticLease, parse_leases, read_leases};
 pub use error::NetError;
-pub use mac::MacAddr;
+pub use mac::{MacAddr, random_mac};
 pub use names::{bridge_name, tap_name};
 pub use netlink::{HostAddress, Link, Netlink, PortVlan};
 pub use nft::{Forwarding, NetworkRules, enable_ip_forward, remove_table, table_exists};

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vireo_api::{EventKind, NicSpec, VmSpec, VmState};
-use vireo_core::spec::{format_mac, parse_mac};
+use vireo_core::mac::MacAddr;
 use vireo_core::state::check_action;
 use vireo_core::{Action, DiskPorts, HostAccelFacts, SpecError, Store, StoreError, VmRecord, validate_spec};
 
@@ -222,34 +222,35 @@ impl VmManager {
             // Reading every VM costs O(VMs); a VM without NICs has nothing to check.
             return Ok(());
         }
-        let mut taken: HashMap<[u8; 6], String> = HashMap::new();
+        let mut taken: HashMap<MacAddr, String> = HashMap::new();
         for vm in self.store.list_vms().await? {
             for nic in &vm.spec.nics {
-                if let Some(mac) = nic.mac.as_deref().and_then(|m| parse_mac(m).ok()) {
+                if let Some(mac) = nic.mac.as_deref().and_then(|m| MacAddr::parse_nic(m).ok()) {
                     taken.insert(mac, vm.name.clone());
                 }
             }
         }
         for (offset, nic) in nics.iter_mut().enumerate() {
             let index = first_index + offset;
-            match nic.mac.as_deref().map(parse_mac) {
+            match nic.mac.as_deref().map(MacAddr::parse_nic) {
                 Some(Ok(mac)) => {
                     if let Some(owner) = taken.get(&mac) {
-                        let reason = format!("{} is already used by VM {owner}", format_mac(mac));
+                        let reason = format!("{mac} is already used by VM {owner}");
                         return Err(ServerError::InvalidSpec(SpecError {
                             field: format!("nics[{index}].mac"),
                             reason,
                         }));
                     }
-                    nic.mac = Some(format_mac(mac));
+                    nic.mac = Some(mac.to_string());
                 }
-                Some(Err(reason)) => {
-                    return Err(ServerError::InvalidSpec(SpecError { field: format!("nics[{index}].mac"), reason }));
+                Some(Err(err)) => {
+                    let field = format!("nics[{index}].mac");
+                    return Err(ServerError::InvalidSpec(SpecError { field, reason: err.reason }));
                 }
                 None => {
                     let mac = fresh_mac(&taken)?;
                     taken.insert(mac, vm.to_string());
-                    nic.mac = Some(format_mac(mac));
+                    nic.mac = Some(mac.to_string());
                 }
             }
         }
@@ -258,10 +259,9 @@ impl VmManager {
 }
 
 /// A random MAC in QEMU's locally administered 52:54:00 range, not yet used on this host.
-fn fresh_mac(taken: &HashMap<[u8; 6], String>) -> Result<[u8; 6], ServerError> {
+fn fresh_mac(taken: &HashMap<MacAddr, String>) -> Result<MacAddr, ServerError> {
     loop {
-        let vireo_net::MacAddr(mac) =
-            vireo_net::MacAddr::random().map_err(|e| ServerError::Internal(format!("no MAC: {e}")))?;
+        let mac = vireo_net::random_mac().map_err(|e| ServerError::Internal(format!("no MAC: {e}")))?;
         if !taken.contains_key(&mac) {
             return Ok(mac);
         }

@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use vireo_api::{EventKind, NetworkMode, NetworkSpec, NicSpec, VmSpec};
-use vireo_core::spec::{format_mac, parse_mac, validate_name, validate_nics};
+use vireo_core::mac::MacAddr;
+use vireo_core::spec::{validate_name, validate_nics};
 use vireo_core::{Action, DiskPorts, NetworkRecord, ObjectKind, SpecError, VmRecord};
 use vireo_net::{
     DefaultRoute, Dnsmasq, DnsmasqConfig, Forwarding, Ipv4Subnet, Lease, Netlink, NetworkRules, VnetHdr, bridge_name,
@@ -408,7 +409,8 @@ impl VmManager {
         let _job = slot.job.lock().await;
         let mut record = self.load(vm).await?;
         ensure(&record, Action::ChangeNics)?;
-        let wanted = parse_mac(mac).map(format_mac).map_err(|reason| field_error("mac", reason))?;
+        let wanted =
+            MacAddr::parse_nic(mac).map(|mac| mac.to_string()).map_err(|err| field_error("mac", err.reason))?;
         let Some(index) = record.spec.nics.iter().position(|n| n.mac.as_deref() == Some(wanted.as_str())) else {
             return Err(ServerError::NotFound { kind: ObjectKind::Nic, name: format!("{wanted} (on VM {vm})") });
         };

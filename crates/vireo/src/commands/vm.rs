@@ -80,7 +80,7 @@ pub async fn run(command: VmCommand, endpoint: Endpoint) -> anyhow::Result<()> {
             output::print(&format!("{}: attached NIC {mac} on {}\n", attached.name, nic.network))
         }
         VmCommand::Nic(NicCommand::Detach { vm, mac }) => {
-            vireo_core::spec::parse_mac(&mac).map_err(anyhow::Error::msg)?;
+            vireo_core::mac::MacAddr::parse_nic(&mac)?;
             let detached = client.detach_nic(&vm, &mac).await?;
             output::print(&format!("{}: detached NIC {mac}\n", detached.name))
         }
