@@ -3,12 +3,14 @@
 # start → marker through the daemon against plain QEMU, the daemon with 1000
 # defined VMs, snapshots, save/restore (against raw QMP on a plain QEMU),
 # linked clones, live migration between two daemons (against two plain
-# QEMUs with QEMU's defaults), and vireo against a private libvirtd. Installs
-# what is missing, builds the test guest and the release binaries first.
+# QEMUs with QEMU's defaults), and vireo against a private libvirtd (two of
+# them for live migration), and vireo's lean machine defaults one at a time.
+# Installs what is missing, builds the test guest and the release binaries
+# first.
 # Extra arguments go to vireo-bench, e.g.
 #
 #   scripts/bench.sh                 # the real benchmark (several minutes under TCG)
-#   scripts/bench.sh --quick         # smoke test: 2 boot runs, 100 VMs, 1 snapshot run, 1 migration; does not touch docs/
+#   scripts/bench.sh --quick         # smoke test: 2 boot runs, 100 VMs, 1 snapshot run, 1 migration, 1 ablation round; does not touch docs/
 #
 # Machine-readable results: target/vireo-bench/results.json.
 set -euo pipefail

@@ -10,7 +10,7 @@ use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use serde::Serialize;
 use std::os::fd::AsRawFd;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use vireo_api::{Accel, ByteSize, DiskFormat, StopRequest, VmSpec, VolumeCreate};
+use vireo_api::{Accel, BootStatus, ByteSize, DiskFormat, StopRequest, VmSpec, VolumeCreate};
 use vireo_client::Client;
 
 use crate::daemon::PrivateDaemon;
@@ -225,6 +225,20 @@ pub struct BootResults {
     /// The target: vireo ≤ 1.05 × plain QEMU (ratio of the medians).
     pub target_ratio: f64,
     pub target_holds: bool,
+    /// Where the runs come from.
+    pub source: BootSource,
+}
+
+/// Where section 1's runs come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BootSource {
+    /// Its own pairs (vireo, plain, vireo, plain, …); QEMU's start-up alone is the plain
+    /// command plus `-S` and a QMP socket, one run per pair after them.
+    OwnPairs,
+    /// Sides (a) and (d) of section 6's round robin; QEMU's start-up alone is side (e)'s:
+    /// vireo's own QEMU command run by hand, spawn → QMP answers.
+    RoundRobin,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -338,6 +352,7 @@ pub(crate) fn summarize(
         ratio_of_medians,
         phase_medians,
         target_ratio: TARGET_RATIO,
+        source: BootSource::OwnPairs,
     })
 }
 
@@ -366,7 +381,33 @@ pub(crate) async fn vireo_run(
     guest: &Guest,
     name: &str,
 ) -> anyhow::Result<VireoRun> {
-    client.create_vm(&guest.spec(name)).await.with_context(|| format!("cannot define {name}"))?;
+    let running = vireo_until_marker(client, daemon, &guest.spec(name)).await?;
+    client
+        .stop_vm(name, &StopRequest { force: true, timeout_secs: None })
+        .await
+        .with_context(|| format!("cannot stop {name}"))?;
+    Ok(running.run)
+}
+
+/// A VM started through the daemon that has printed its marker, still running.
+pub(crate) struct Running {
+    pub run: VireoRun,
+    /// Its QEMU, as the start response named it.
+    pub pid: Option<u32>,
+    /// Its QEMU's command line (/proc/PID/cmdline, the binary first), read once the marker was seen.
+    pub argv: Vec<String>,
+    /// How the daemon booted it (`GET /v1/vms/{name}`'s `boot`).
+    pub boot: Option<BootStatus>,
+}
+
+/// Defines `spec` (untimed), then times start → marker; the VM is left running.
+pub(crate) async fn vireo_until_marker(
+    client: &Client,
+    daemon: &PrivateDaemon,
+    spec: &VmSpec,
+) -> anyhow::Result<Running> {
+    let name = spec.name.as_str();
+    client.create_vm(spec).await.with_context(|| format!("cannot define {name}"))?;
     let me = std::process::id();
     let cpu_before = (procfs::cpu_time(daemon.pid), procfs::cpu_time(me));
     let wall_start = SystemTime::now();
@@ -390,13 +431,11 @@ pub(crate) async fn vireo_run(
         bench_ms: since(cpu_before.1, procfs::cpu_time(me)),
     };
     let _ = console.close().await;
-    client
-        .stop_vm(name, &StopRequest { force: true, timeout_secs: None })
-        .await
-        .with_context(|| format!("cannot stop {name}"))?;
+    let argv = vm.pid.map(procfs::cmdline).unwrap_or_default();
+    // `cont` and its reply were logged before start returned.
     let qmp_log = daemon.data_dir.join("vms").join(name).join("qmp.log");
     let phases = std::fs::read_to_string(&qmp_log).ok().and_then(|log| phases(&log, wall_start, seen_at));
-    Ok(VireoRun {
+    let run = VireoRun {
         vm: name.to_string(),
         start_return_ms: ms(start_return),
         attached_ms: ms(attached_at),
@@ -405,7 +444,8 @@ pub(crate) async fn vireo_run(
         accel: vm.accel,
         phases,
         cpu,
-    })
+    };
+    Ok(Running { run, pid: vm.pid, argv, boot: vm.boot })
 }
 
 fn since(before: Option<Duration>, after: Option<Duration>) -> Option<f64> {
@@ -413,7 +453,7 @@ fn since(before: Option<Duration>, after: Option<Duration>) -> Option<f64> {
 }
 
 /// Spawns the plain QEMU and times spawn → marker on its stdout; then kills it.
-async fn plain_run(qemu: &Path, guest: &Guest) -> anyhow::Result<PlainRun> {
+pub(crate) async fn plain_run(qemu: &Path, guest: &Guest) -> anyhow::Result<PlainRun> {
     let mut command = tokio::process::Command::new(qemu);
     command.args(guest.plain_qemu_args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     command.kill_on_drop(true);

@@ -179,9 +179,7 @@ impl QemuReaper {
         let mut killed = 0;
         for entry in entries.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-            let argv: Vec<String> =
-                cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let argv = procfs::cmdline(pid);
             let is_qemu = argv.first().is_some_and(|exe| exe.rsplit('/').next().unwrap_or(exe).starts_with("qemu"));
             if !is_qemu {
                 continue;

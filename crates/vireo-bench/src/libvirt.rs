@@ -116,6 +116,12 @@ impl PrivateLibvirtd {
     /// Starts libvirtd on `dir` (created if missing; kept as it is if it holds a previous
     /// daemon's state), waits until it answers and has probed QEMU's capabilities.
     pub async fn start(dir: PathBuf) -> anyhow::Result<PrivateLibvirtd> {
+        let conf = libvirtd_conf(&dir);
+        PrivateLibvirtd::start_with_conf(dir, &conf).await
+    }
+
+    /// [`PrivateLibvirtd::start`] with `conf` as its libvirtd.conf.
+    pub async fn start_with_conf(dir: PathBuf, conf: &str) -> anyhow::Result<PrivateLibvirtd> {
         if dir.to_string_lossy().contains([',', ':', '"', '\n']) {
             bail!("{} cannot be an overlay layer (it has a comma, colon or quote)", dir.display());
         }
@@ -123,7 +129,7 @@ impl PrivateLibvirtd {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
         }
-        std::fs::write(dir.join("etc/libvirt/libvirtd.conf"), libvirtd_conf(&dir))?;
+        std::fs::write(dir.join("etc/libvirt/libvirtd.conf"), conf)?;
         std::fs::write(dir.join("etc/libvirt/qemu.conf"), QEMU_CONF)?;
         for (file, line) in [
             ("passwd", format!("{QEMU_USER}:x:{QEMU_USER_ID}:{QEMU_USER_ID}::/var/lib/libvirt:/usr/sbin/nologin")),
@@ -253,12 +259,13 @@ impl Drop for PrivateLibvirtd {
 /// `kill(pid, 0)` until its QEMU is gone, would wait that long in every destroy, save and
 /// revert. While this lives, the bench adopts them instead (a child subreaper) and reaps each
 /// exited QEMU on SIGCHLD, as an init does. vireo's QEMUs are its daemon's children: unaffected.
+/// So are the QEMUs the bench spawns itself (plain QEMU, vireo's command by hand), whose exit
+/// tokio must see: they stay in the bench's session, libvirt's daemonized QEMUs do not.
 pub struct OrphanReaper {
     task: tokio::task::JoinHandle<()>,
 }
 
 impl OrphanReaper {
-    /// Only while the bench spawns no QEMU of its own, whose exit tokio must see.
     pub fn start() -> anyhow::Result<OrphanReaper> {
         let mut exits = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
         nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
@@ -279,13 +286,14 @@ impl Drop for OrphanReaper {
     }
 }
 
-/// Reaps every exited QEMU whose parent is this process.
+/// Reaps every exited QEMU whose parent is this process and which left its session.
 fn reap_adopted_qemus() {
     let me = std::process::id();
+    let session = procfs::session_id(me);
     let Ok(entries) = std::fs::read_dir("/proc") else { return };
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if procfs::parent_pid(pid) != Some(me) || !procfs::has_exited(pid) {
+        if procfs::parent_pid(pid) != Some(me) || procfs::session_id(pid) == session || !procfs::has_exited(pid) {
             continue;
         }
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();

@@ -5,8 +5,10 @@ use std::fmt::Write;
 use crate::libvirt_bench::{LibvirtOutcome, LibvirtResults, Versus};
 use crate::report::fmt_ms;
 use crate::snapshots::Op;
+use crate::start_marker::Side;
+use crate::stats::Summary;
 
-const HEADING: &str = "## 6. Against libvirt";
+pub(crate) const HEADING: &str = "## 6. Against libvirt";
 
 /// The section's rows of the targets table (`| target | measured | holds |`).
 pub fn target_rows(out: &mut String, outcome: &LibvirtOutcome) {
@@ -76,39 +78,16 @@ fn measured(out: &mut String, r: &LibvirtResults) {
 }
 
 fn starts(out: &mut String, r: &LibvirtResults) {
-    let (boot, together) = (&r.boot, &r.concurrent);
-    out.push_str(
-        "### Start → marker\n\n\
-         Each run defines a fresh VM (not timed) and times the start until `VIREO-TEST-GUEST-READY` arrives on the \
-         serial console, then stops it. vireo: section 1's measure, from `POST /v1/vms/{name}/start` through \
-         vireo-client to the marker on the console WebSocket. libvirt: from `start NAME` written to a virsh shell \
-         that is already connected (so neither virsh's start-up nor its connection is counted, as for the API \
-         call) to the marker on the serial socket, read by the bench directly: libvirt's console goes through \
-         no daemon here, vireo's through its console hub and a WebSocket.\n\n\
-         | measure | vireo: min / median / max | libvirt: min / median / max | vireo / libvirt, pairwise (median) | \
-         vireo / libvirt (medians) |\n|---|---|---|---|---|\n",
-    );
-    versus_row(out, "start → marker", &boot.marker, fmt_ms);
-    versus_row(out, "start request → returned (the guest runs)", &boot.start_return, fmt_ms);
-    let cpu = |v: Option<f64>| v.map_or("n/a".into(), fmt_ms);
-    let _ = write!(
-        out,
-        "\nCPU time of the guest's QEMU until the marker (medians, /proc/PID/stat): vireo's {}, libvirt's {}. \
-         Of the {} between the medians, the start returning accounts for {} (the managers' own work before the \
-         guest runs); the rest is in the boot, which under TCG is CPU work of QEMU: the guest's machine as each \
-         system defines it, and the CPU each leaves QEMU on a 2-core host.\n\n",
-        cpu(boot.vireo_qemu_cpu_ms),
-        cpu(boot.libvirt_qemu_cpu_ms),
-        fmt_ms(boot.marker.libvirt.median - boot.marker.vireo.median),
-        fmt_ms(boot.start_return.libvirt.median - boot.start_return.vireo.median),
-    );
+    let together = &r.concurrent;
+    start_marker(out, r);
+    commands(out, r);
     let _ = write!(
         out,
         "### {vms} VMs started at once\n\n\
          {vms} fresh VMs defined (not timed), then all started at the same moment: vireo, {vms} start requests at \
          once through vireo-client, each followed by its console; libvirt, `start` written at once to {vms} virsh \
          shells connected beforehand. Timed until the last of the {vms} markers. The bound is {factor} × {vms} \
-         single starts back to back (the median above, each side its own) / {nproc} cores.\n\n\
+         single starts back to back (the medians of (a) and (c) above, each side its own) / {nproc} cores.\n\n\
          | | min | median | max | bound |\n|---|---|---|---|---|\n",
         vms = together.vms,
         factor = crate::libvirt_bench::TARGET_CONCURRENT,
@@ -132,6 +111,171 @@ fn starts(out: &mut String, r: &LibvirtResults) {
         "\nvireo / libvirt: {:.3} (medians), {:.3} (median of the pairwise ratios).\n",
         together.all_markers.ratio_of_medians, together.all_markers.pairwise_ratio.median
     );
+}
+
+fn start_marker(out: &mut String, r: &LibvirtResults) {
+    let boot = &r.boot;
+    let _ = write!(
+        out,
+        "### Start → marker, five ways\n\n\
+         One round robin: each round starts the test guest once on each side below, each VM defined beforehand \
+         (not timed), and times it until `VIREO-TEST-GUEST-READY` arrives on its serial console; then the VM is \
+         stopped. {runs} recorded round(s) after {warmup} unrecorded warm-up round(s); sides (a) and (d) are \
+         section 1's runs. The order changes from round to round \
+         (the first round a b c d e, every later one shuffled, the same way in every run) so that no side always \
+         runs first or right after the same other side.\n\n\
+         - **(a) vireo, defaults**: section 1's measure, from `POST /v1/vms/{{name}}/start` through vireo-client \
+         to the marker on the console WebSocket. The spec says nothing about the machine, so the daemon boots the \
+         kernel through its PVH entry (the bzImage's ELF payload, unpacked once into its kernel cache), with \
+         qboot and without legacy hardware. Stopped with `vireo vm stop --force` (below).\n\
+         - **(b) vireo, `boot.pvh: false`**: the same with the bzImage booted as given. Stopped through the \
+         API.\n\
+         - **(c) libvirt, defaults**: from `start NAME` written to a virsh shell that is already connected (so \
+         neither virsh's start-up nor its connection is counted, as for the API call) to the marker on the \
+         serial socket, read by the bench directly: libvirt's console goes through no daemon here, vireo's \
+         through its console hub and a WebSocket. Stopped with `virsh destroy` (below).\n\
+         - **(d) plain QEMU**: section 1's command (the bzImage, `-machine q35,accel=tcg`, nothing else), timed \
+         from its spawn to the marker on its stdout.\n\
+         - **(e) vireo's QEMU command, by hand**: the command vireo ran for (a) in the same round, read from \
+         /proc/PID/cmdline, run by the bench with only what ties it to the daemon replaced: the QMP and console \
+         sockets are bound by the bench and inherited (`fd=N`, as the daemon passes them) and `-pidfile` points \
+         into the bench's directory; `-S` stays. Timed from its spawn: the bench, connected to both sockets \
+         beforehand as the daemon is, answers the QMP greeting with `qmp_capabilities`, sends `cont` and reads \
+         the marker from the console socket. (a) − (e) is thus the daemon's own cost: the API request, its \
+         checks and state writes, its QMP exchanges, the console hub and the WebSocket.\n\n",
+        runs = r.runs,
+        warmup = r.warmup_runs,
+    );
+    if let Some(command) = &boot.vireo_command {
+        let _ = writeln!(
+            out,
+            "The QEMU command vireo ran for (a) (`DATA_DIR` is the daemon's data directory):\n\n```\n{command}\n```\n"
+        );
+    }
+    if let Some(command) = &boot.vireo_bzimage_command {
+        let _ = writeln!(out, "and for (b):\n\n```\n{command}\n```\n");
+    }
+    out.push_str(
+        "| side | time starts when | min | median | max | QEMU's CPU time until the marker (median) |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    let cpu = |v: Option<f64>| v.map_or("n/a".into(), fmt_ms);
+    for figures in &boot.sides {
+        let side = figures.side;
+        let _ = writeln!(
+            out,
+            "| ({}) {} | {} | {} | **{}** | {} | {} |",
+            side.letter(),
+            side.label(),
+            side.start_point(),
+            fmt_ms(figures.marker.min),
+            fmt_ms(figures.marker.median),
+            fmt_ms(figures.marker.max),
+            cpu(figures.qemu_cpu_ms)
+        );
+    }
+    out.push_str("\n| ratio | round by round: min / **median** / max | of the medians |\n|---|---|---|\n");
+    for ratio in &boot.ratios {
+        let what = match (ratio.of, ratio.to) {
+            (Side::VireoDefaults, Side::Libvirt) => "vireo's defaults against libvirt's",
+            (Side::VireoDefaults, Side::PlainQemu) => "vireo's defaults against plain QEMU with the bzImage",
+            (Side::VireoBzimage, Side::VireoDefaults) => "the bzImage against the PVH entry, through vireo",
+            (Side::VireoCommandByHand, Side::VireoDefaults) => "vireo's QEMU command by hand against through vireo",
+            _ => "",
+        };
+        let p = &ratio.pairwise;
+        let _ = writeln!(
+            out,
+            "| ({}) / ({}): {what} | {:.3} / **{:.3}** / {:.3} | {:.3} |",
+            ratio.of.letter(),
+            ratio.to.letter(),
+            p.min,
+            p.median,
+            p.max,
+            ratio.ratio_of_medians
+        );
+    }
+    by_hand(out, boot);
+    out.push_str(
+        "\n| measure | vireo (a): min / median / max | libvirt (c): min / median / max | vireo / libvirt, pairwise \
+         (median) | vireo / libvirt (medians) |\n|---|---|---|---|---|\n",
+    );
+    versus_row(out, "start sent → returned (the guest runs)", &boot.start_return, fmt_ms);
+    let cpu_of = |side| boot.side(side).and_then(|s| s.qemu_cpu_ms);
+    let _ = write!(
+        out,
+        "\nOf the {} between the medians of (a) and (c), the start returning accounts for {} (the managers' own \
+         work before the guest runs); the rest is in the boot, which under TCG is CPU work of QEMU (its CPU time \
+         above: vireo's {}, libvirt's {}): the guest's machine as each system defines it, and the CPU each leaves \
+         QEMU on a 2-core host.\n\n### Every round\n\n\
+         | round | order | (a) | (b) | (c) | (d) | (e) | (e) / (a) |\n|---|---|---|---|---|---|---|---|\n",
+        fmt_ms(boot.marker.libvirt.median - boot.marker.vireo.median),
+        fmt_ms(boot.start_return.libvirt.median - boot.start_return.vireo.median),
+        cpu(cpu_of(Side::VireoDefaults)),
+        cpu(cpu_of(Side::Libvirt)),
+    );
+    for (i, round) in boot.rounds.iter().enumerate() {
+        let marker = |side| fmt_ms(round.marker_ms(side));
+        let order: String = round.order.iter().map(|side| side.letter()).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {order} | {} | {} | {} | {} | {} | {:.3} |",
+            i + 1,
+            marker(Side::VireoDefaults),
+            marker(Side::VireoBzimage),
+            marker(Side::Libvirt),
+            marker(Side::PlainQemu),
+            marker(Side::VireoCommandByHand),
+            round.marker_ms(Side::VireoCommandByHand) / round.marker_ms(Side::VireoDefaults)
+        );
+    }
+    out.push('\n');
+}
+
+/// Where (a) and (e) part: the same QEMU command, through the daemon and by hand.
+fn by_hand(out: &mut String, boot: &crate::start_marker::StartMarker) {
+    let median = |values: Vec<f64>| Summary::of(&values).map_or("n/a".into(), |s| fmt_ms(s.median));
+    let rounds = &boot.rounds;
+    let phases: Vec<_> = rounds.iter().filter_map(|r| r.vireo.run.phases.as_ref()).collect();
+    let running = phases.iter().map(|p| p.request_to_greeting_ms + p.greeting_to_cont_ms + p.cont_reply_ms);
+    let cont_to_marker = phases.iter().map(|p| p.cont_to_marker_ms);
+    let _ = write!(
+        out,
+        "\nThe same QEMU command through vireo (a) and by hand (e), step by step (medians; vireo's from its \
+         `qmp.log`, as in section 1; by hand, QEMU answered `qmp_capabilities` {} after its spawn):\n\n\
+         | | (a) through vireo, from the start request | (e) by hand, from the spawn |\n|---|---|---|\n\
+         | → the guest runs (`cont` answered) | {} | {} |\n\
+         | `cont` → marker seen | {} | {} |\n",
+        median(rounds.iter().map(|r| r.by_hand.qmp_ready_ms).collect()),
+        median(running.collect()),
+        median(rounds.iter().map(|r| r.by_hand.running_ms).collect()),
+        median(cont_to_marker.collect()),
+        median(rounds.iter().map(|r| r.by_hand.marker_ms - r.by_hand.running_ms).collect()),
+    );
+}
+
+fn commands(out: &mut String, r: &LibvirtResults) {
+    let c = &r.commands;
+    let _ = write!(
+        out,
+        "### Start and destroy through the command-line tools\n\n\
+         Each command a process of its own, timed from its spawn to its exit, as a user or a script runs it. \
+         `vireo --socket SOCKET vm start NAME` against `virsh -c URI start NAME`, alternating, {runs} run(s) each \
+         after {warmup} warm-up run(s), each VM defined beforehand and stopped right after (not timed). `vireo vm \
+         stop --force NAME` against `virsh -c URI destroy NAME` on the VMs of sides (a) and (c) above, once they \
+         printed their marker. For those, QEMU's exit is taken from a pidfd opened on its pid before the command \
+         is spawned: a thread blocks in poll(2) on it and reads the monotonic clock when it turns readable, which \
+         the kernel does as the process exits (before it is reaped); the command's return is the same clock when \
+         waitpid(2) on it returns.\n\n\
+         | measure | vireo: min / median / max | libvirt: min / median / max | vireo / libvirt, pairwise (median) | \
+         vireo / libvirt (medians) |\n|---|---|---|---|---|\n",
+        runs = r.runs,
+        warmup = r.warmup_runs,
+    );
+    versus_row(out, "`vm start` / `start`: spawn → exit", &c.start, fmt_ms);
+    versus_row(out, "`vm stop --force` / `destroy`: spawn → exit", &c.destroy, fmt_ms);
+    versus_row(out, "… of which after QEMU's exit", &c.destroy_after_exit, fmt_ms);
+    out.push('\n');
 }
 
 fn snapshots(out: &mut String, r: &LibvirtResults) {
@@ -202,7 +346,7 @@ fn scale(out: &mut String, r: &LibvirtResults) {
     );
 }
 
-fn versus_row(out: &mut String, label: &str, v: &Versus, fmt: impl Fn(f64) -> String) {
+pub(crate) fn versus_row(out: &mut String, label: &str, v: &Versus, fmt: impl Fn(f64) -> String) {
     let range = |s: &crate::stats::Summary| format!("{} / **{}** / {}", fmt(s.min), fmt(s.median), fmt(s.max));
     let _ = writeln!(
         out,
@@ -226,20 +370,27 @@ fn kib(bytes: usize) -> String {
 mod tests {
     use super::*;
     use crate::libvirt_bench::{
-        BootVersus, ConcurrentVersus, OpVersus, Rss, ScaleVersus, SnapshotVersus, TARGET_CONCURRENT, targets,
+        CommandsVersus, ConcurrentVersus, OpVersus, Rss, ScaleVersus, SnapshotVersus, TARGET_CONCURRENT, targets,
     };
+    use crate::start_marker;
 
     fn versus(vireo: &[f64], libvirt: &[f64]) -> Versus {
         Versus::of(vireo, libvirt).unwrap()
     }
 
     fn results() -> LibvirtResults {
-        let boot = BootVersus {
-            pairs: Vec::new(),
-            marker: versus(&[1900.0, 2000.0, 2100.0], &[2400.0, 2500.0, 2600.0]),
-            start_return: versus(&[40.0, 45.0, 50.0], &[200.0, 210.0, 220.0]),
-            vireo_qemu_cpu_ms: Some(1990.0),
-            libvirt_qemu_cpu_ms: None,
+        let rows = [
+            [1600.0, 2000.0, 2400.0, 1900.0, 1580.0],
+            [1700.0, 2100.0, 2500.0, 2000.0, 1650.0],
+            [1800.0, 2200.0, 2600.0, 2100.0, 1790.0],
+        ];
+        let rounds = start_marker::testing::rounds(&rows, &[(40.0, 200.0), (45.0, 210.0), (50.0, 220.0)]);
+        let command = Some("qemu-system-x86_64 -machine q35,accel=tcg,hpet=off".to_string());
+        let boot = start_marker::summarize(rounds, [command, None]).unwrap();
+        let commands = CommandsVersus {
+            start: versus(&[44.0, 46.0], &[120.0, 130.0]),
+            destroy: versus(&[12.0, 14.0], &[60.0, 70.0]),
+            destroy_after_exit: versus(&[5.0, 7.0], &[30.0, 40.0]),
         };
         let concurrent = ConcurrentVersus {
             vms: 5,
@@ -270,6 +421,7 @@ mod tests {
             domain_xml: "<domain type='qemu'>\n</domain>\n".into(),
             libvirt_qemu_command: Some("/usr/bin/qemu-system-x86_64 -name guest=versus-1".into()),
             boot,
+            commands,
             concurrent,
             snapshots: SnapshotVersus { disk_mib: 256, ops, libvirt_state_bytes: 100 << 20 },
             scale,
@@ -284,18 +436,28 @@ mod tests {
         let mut out = String::new();
         target_rows(&mut out, &LibvirtOutcome::Measured(Box::new(results())));
         let rows: Vec<&str> = out.lines().collect();
-        assert_eq!(rows.len(), 5, "{out}");
-        // 2000 / 2500 = 0.8: holds, just.
-        assert!(rows[0].starts_with("| start → marker through vireo ≤ 0.8 × through libvirt (medians) | 0.800 ×"));
-        assert!(rows[0].ends_with("| **yes** |"), "{out}");
+        assert_eq!(rows.len(), 8, "{out}");
+        // Round by round 1600 / 2400, 1700 / 2500 = 0.68, 1800 / 2600: holds.
+        assert!(rows[0].starts_with(
+            "| start → marker, vireo's defaults ≤ 0.7 × libvirt's defaults (median of the pairwise ratios) | 0.680 ×; \
+             medians 1700 ms vs 2500 ms (0.680 ×) | **yes** |"
+        ));
+        // 1580 / 1600, 1650 / 1700 ≈ 0.971, 1790 / 1800: holds.
+        assert!(rows[1].contains("run by hand ≥ 0.95 × through vireo") && rows[1].contains("| 0.988 ×;"), "{out}");
+        assert!(rows[1].ends_with("| **yes** |"), "{out}");
+        assert!(rows[2].contains("returns ≤ 50.0 ms (median, spawn → exit) | median 45.0 ms (`virsh start`: 125 ms)"));
+        assert!(rows[3].contains(
+            "after QEMU exits (median) | median 6.00 ms (`virsh destroy`: 35.0 ms); the whole \
+             command 13.0 ms vs 65.0 ms | **yes** |"
+        ));
         // 8 / 60 > 0.1.
-        assert!(rows[1].contains("with 1000 VMs defined ≤ 0.1 × `virsh list --all`") && rows[1].ends_with("**no** |"));
+        assert!(rows[4].contains("with 1000 VMs defined ≤ 0.1 × `virsh list --all`") && rows[4].ends_with("**no** |"));
         // create 8.5 / 21 ≈ 0.40; RSS 12 / 20 MiB = 0.6.
-        assert!(rows[2].contains("0.405 ×") && rows[2].ends_with("**yes** |"), "{out}");
-        assert!(rows[3].contains("0.600 × (12.0 MiB vs 20.0 MiB)") && rows[3].ends_with("**no** |"), "{out}");
+        assert!(rows[5].contains("0.405 ×") && rows[5].ends_with("**yes** |"), "{out}");
+        assert!(rows[6].contains("0.600 × (12.0 MiB vs 20.0 MiB)") && rows[6].ends_with("**no** |"), "{out}");
         // 5100 ms against 1.1 × 5 × 2000 / 2 = 5500 ms.
-        assert!(rows[4].contains("5100 ms vs a bound of 5500 ms (libvirt: 6200 ms vs its bound of 6875 ms)"));
-        assert!(rows[4].ends_with("**yes** |"), "{out}");
+        assert!(rows[7].contains("5100 ms vs a bound of 5500 ms (libvirt: 6200 ms vs its bound of 6875 ms)"));
+        assert!(rows[7].ends_with("**yes** |"), "{out}");
         let mut none = String::new();
         target_rows(&mut none, &LibvirtOutcome::NotMeasured { reason: "libvirtd not found".into() });
         assert!(none.is_empty());
@@ -307,12 +469,21 @@ mod tests {
         section(&mut out, &LibvirtOutcome::Measured(Box::new(results())));
         assert!(out.starts_with("## 6. Against libvirt\n\nDebian's libvirt (9.0.0)"), "{out}");
         assert!(out.contains("```\nlisten_tcp = 0\n```"), "{out}");
+        assert!(out.contains(
+            "| (a) vireo, defaults (PVH, qboot, lean machine) | `POST /v1/vms/{name}/start` sent | \
+             1600 ms | **1700 ms** | 1800 ms | 1700 ms |"
+        ));
         assert!(
-            out.contains(
-                "| start → marker | 1900 ms / **2000 ms** / 2100 ms | 2400 ms / **2500 ms** / 2600 ms | 0.800 | **0.800** |"
-            ),
-            "{out}"
+            out.contains("| (c) libvirt, defaults | `start NAME` written to the connected virsh shell | 2400 ms |")
         );
+        assert!(out.contains(
+            "| (e) / (a): vireo's QEMU command by hand against through vireo | 0.971 / **0.988** / \
+             0.994 | 0.971 |"
+        ));
+        assert!(out.contains("```\nqemu-system-x86_64 -machine q35,accel=tcg,hpet=off\n```"), "{out}");
+        assert!(out.contains("| 2 | abcde | 1700 ms | 2100 ms | 2500 ms | 2000 ms | 1650 ms | 0.971 |"), "{out}");
+        assert!(out.contains("| → the guest runs (`cont` answered) | 44.0 ms | 32.0 ms |"), "{out}");
+        assert!(out.contains("| … of which after QEMU's exit | 5.00 ms / **6.00 ms** / 7.00 ms | 30.0 ms /"), "{out}");
         assert!(out.contains("| vireo | 5000 ms | **5100 ms** | 5200 ms | 5500 ms |"), "{out}");
         assert!(out.contains("| restore | 100 ms / **100 ms** / 100 ms | 400 ms / **400 ms** / 400 ms |"), "{out}");
         assert!(out.contains("| 1000 VMs defined | 12.0 MiB | 20.0 MiB | **0.600** |"), "{out}");

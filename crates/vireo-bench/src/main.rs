@@ -3,21 +3,29 @@
 //! It measures vireo from the outside, as a user meets it: a private
 //! `vireo serve` (the release binary, a temporary data directory) driven
 //! through vireo-client and the real CLI binary. Start → marker is compared
-//! with the same guest run by plain QEMU by hand; the scale benchmark defines
+//! with the same guest run by plain QEMU by hand, through libvirt, and with
+//! vireo's own QEMU command run by hand, and each of vireo's lean machine
+//! defaults is undone one at a time; the scale benchmark defines
 //! many VMs and times listing them; snapshots and save/restore through the
 //! API are compared with the same operations in raw QMP on a plain QEMU,
 //! linked clones are timed for small and large bases, and a live migration
 //! between two daemons is compared with one between two plain QEMUs; scraping
 //! the metrics is timed with many idle guests running; and starts, snapshots,
-//! defining and listing VMs are compared with a private libvirtd. It must
+//! defining and listing VMs, and the CLI's start and destroy are compared
+//! with a private libvirtd, and live migration with one between two private
+//! libvirtds. It must
 //! not reach into the daemon's internals: only the API, the CLI, what /proc
 //! says about processes, and the QMP log the daemon writes for each VM.
 //! Everything it starts (daemons, QEMUs) is stopped again, also on Ctrl-C.
 
+mod ablation;
+mod ablation_report;
 mod boot;
+mod cli_timing;
 mod daemon;
 mod libvirt;
 mod libvirt_bench;
+mod libvirt_migration;
 mod libvirt_report;
 mod machine;
 mod metrics;
@@ -28,6 +36,7 @@ mod qmp;
 mod report;
 mod scale;
 mod snapshots;
+mod start_marker;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -39,20 +48,22 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::boot::Guest;
 use crate::daemon::{PrivateDaemon, QemuReaper};
+use crate::libvirt_bench::LibvirtOutcome;
 use crate::report::Results;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "vireo-bench",
     about = "Benchmark vireo: start → marker, snapshots/save/restore and live migration against plain QEMU, \
-             1000 defined VMs, linked clones, scraping metrics"
+             1000 defined VMs, linked clones, scraping metrics, against libvirt, the lean machine's defaults"
 )]
 struct Args {
-    /// Smoke test: 2 boot runs, 100 VMs, 1 snapshot run, 1 migration, 2 guests and 30 scrapes for the metrics
-    /// (unless --runs / --vms / --snapshot-runs / --migration-runs / --metrics-guests / --scrapes say otherwise)
+    /// Smoke test: 2 boot runs, 100 VMs, 1 snapshot run, 1 migration, 2 guests and 30 scrapes for the metrics, 1
+    /// ablation round (unless --runs / --vms / --snapshot-runs / --migration-runs / --metrics-guests / --scrapes /
+    /// --ablation-rounds say otherwise)
     #[arg(long)]
     quick: bool,
-    /// Start → marker runs of each side [default: 7, --quick: 2]
+    /// Start → marker runs of each side (rounds of section 6's round robin) [default: 7, --quick: 2]
     #[arg(long, value_name = "N")]
     runs: Option<usize>,
     /// Unrecorded warm-up pairs before the start → marker runs, the snapshot runs, the clone runs and the migrations
@@ -61,7 +72,7 @@ struct Args {
     /// Runs of each snapshot, save/restore and clone measurement [default: 5, --quick: 1]
     #[arg(long, value_name = "N")]
     snapshot_runs: Option<usize>,
-    /// Live migrations on each side (vireo A → B, B → A, …; plain QEMU likewise) [default: 5, --quick: 1]
+    /// Live migrations on each side (vireo A → B, B → A, …; plain QEMU and libvirt likewise) [default: 5, --quick: 1]
     #[arg(long, value_name = "N")]
     migration_runs: Option<usize>,
     /// VMs to define for the scale benchmark [default: 1000, --quick: 100]
@@ -76,6 +87,10 @@ struct Args {
     /// Timed scrapes of GET /metrics [default: 100, --quick: 30]
     #[arg(long, value_name = "N")]
     scrapes: Option<usize>,
+    /// Rounds of the lean-defaults ablation, each starting all its variants once [default: 7, --quick: 1 and no
+    /// warm-up round]
+    #[arg(long, value_name = "N")]
+    ablation_rounds: Option<usize>,
     /// Run only one of the benchmarks
     #[arg(long, value_enum)]
     only: Option<Bench>,
@@ -106,8 +121,12 @@ enum Bench {
     Snapshots,
     Migration,
     Metrics,
-    /// Section 5: against a private libvirtd
+    /// Section 6: against a private libvirtd (with section 1's runs, when they are not measured on their own)
     Libvirt,
+    /// Section 7: the lean machine's defaults one at a time
+    Ablation,
+    /// Section 6's live migration: two vireo daemons against two private libvirtds
+    LibvirtMigration,
 }
 
 #[tokio::main]
@@ -175,6 +194,8 @@ async fn run(args: &Args, work: &Path) -> anyhow::Result<Results> {
         migration_runs: args.migration_runs.unwrap_or(if args.quick { 1 } else { 5 }),
         metrics_guests: args.metrics_guests.unwrap_or(if args.quick { 2 } else { 20 }),
         scrapes: args.scrapes.unwrap_or(if args.quick { 30 } else { 100 }),
+        ablation_rounds: args.ablation_rounds.unwrap_or(if args.quick { 1 } else { 7 }),
+        ablation_warmup: if args.quick { 0 } else { args.warmup },
     };
     measure(args, &date, &vireo, &qemu, &guest, counts, work).await
 }
@@ -187,6 +208,8 @@ struct Counts {
     migration_runs: usize,
     metrics_guests: usize,
     scrapes: usize,
+    ablation_rounds: usize,
+    ablation_warmup: usize,
 }
 
 /// The benchmarks, each with its own daemon, which is shut down (VMs force-stopped) whatever happens.
@@ -199,17 +222,34 @@ async fn measure(
     counts: Counts,
     work: &Path,
 ) -> anyhow::Result<Results> {
-    let Counts { runs, vms, snapshot_runs, migration_runs, metrics_guests, scrapes } = counts;
+    let Counts { runs, vms, snapshot_runs, migration_runs, metrics_guests, scrapes, ablation_rounds, ablation_warmup } =
+        counts;
     let wanted = |bench: Bench| args.only.is_none_or(|only| only == bench);
+    // Section 6's start → marker round robin has section 1's two sides among its five: when it
+    // runs, section 1 shows those runs rather than measuring the same thing again on its own.
+    let boot_in_libvirt = wanted(Bench::Libvirt) && libvirt::missing_binaries().is_none();
     let boot_daemon = PrivateDaemon::start(vireo, qemu, work.join("boot"), None).await?;
     let mut machine = machine::Machine::gather(qemu, &boot_daemon.client()).await;
-    let boot = if wanted(Bench::Boot) {
+    let boot = if wanted(Bench::Boot) && !boot_in_libvirt {
         eprintln!("vireo-bench: start → marker, {runs} runs each way after {} warm-up pair(s)", args.warmup);
         let outcome = boot::run(&boot_daemon, qemu, guest, runs, args.warmup, work).await;
         boot_daemon.shutdown().await;
         Some(outcome?)
     } else {
         boot_daemon.shutdown().await;
+        None
+    };
+    let ablation = if wanted(Bench::Ablation) {
+        eprintln!(
+            "vireo-bench: lean defaults one at a time: {ablation_rounds} round(s) of {} variants after \
+             {ablation_warmup} warm-up round(s)",
+            ablation::Variant::all().len()
+        );
+        let daemon = PrivateDaemon::start(vireo, qemu, work.join("ablation"), None).await?;
+        let outcome = ablation::run(&daemon, guest, ablation_rounds, ablation_warmup).await;
+        daemon.shutdown().await;
+        Some(outcome?)
+    } else {
         None
     };
     let scale = if wanted(Bench::Scale) {
@@ -237,10 +277,7 @@ async fn measure(
             "vireo-bench: live migration: {migration_runs} runs on each side after {} warm-up run(s)",
             args.warmup
         );
-        let listen = Some(migration::free_port()?);
-        let a = PrivateDaemon::start(vireo, qemu, work.join("migration-a"), listen).await?;
-        let listen = Some(migration::free_port()?);
-        let b = PrivateDaemon::start(vireo, qemu, work.join("migration-b"), listen).await?;
+        let [a, b] = migration::start_pair(vireo, qemu, [work.join("migration-a"), work.join("migration-b")]).await?;
         let outcome = migration::run([&a, &b], qemu, guest, migration_runs, args.warmup, work).await;
         a.shutdown().await;
         b.shutdown().await;
@@ -263,6 +300,16 @@ async fn measure(
     } else {
         None
     };
+    let libvirt_migration = if wanted(Bench::LibvirtMigration) {
+        let counts = libvirt_migration::Counts { runs: migration_runs, warmup: args.warmup };
+        Some(libvirt_migration::run(vireo, qemu, guest, counts, work).await?)
+    } else {
+        None
+    };
+    let boot = match (boot, &libvirt) {
+        (None, Some(LibvirtOutcome::Measured(measured))) => Some(measured.boot.section_one(guest, args.warmup)?),
+        (boot, _) => boot,
+    };
     machine.loadavg_after = machine::loadavg();
     Ok(Results {
         date: date.to_string(),
@@ -277,6 +324,8 @@ async fn measure(
         migration,
         metrics,
         libvirt,
+        libvirt_migration,
+        ablation,
     })
 }
 

@@ -4,7 +4,7 @@
 //! default migration capabilities and parameters.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -18,10 +18,10 @@ use crate::plain::{self, Incoming, PlainQemu};
 use crate::stats::{Summary, ms};
 
 /// The VM's disk: a small qcow2 volume in the pool both daemons share (plain QEMU: a qcow2 file both open).
-const DISK_MIB: u64 = 64;
+pub(crate) const DISK_MIB: u64 = 64;
 /// The pool both daemons define, on the same directory.
 const POOL: &str = "shared";
-const VM: &str = "mig";
+pub(crate) const VM: &str = "mig";
 const DISK_VOLUME: &str = "mig-disk";
 /// How often the client polls the source daemon's migration status.
 const POLL: Duration = Duration::from_millis(5);
@@ -97,6 +97,30 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
+/// Two private daemons on `dirs`, each also serving its API on a loopback port, as a migration
+/// between them needs.
+pub(crate) async fn start_pair(vireo: &Path, qemu: &Path, dirs: [PathBuf; 2]) -> anyhow::Result<[PrivateDaemon; 2]> {
+    let [a, b] = dirs;
+    let a = PrivateDaemon::start(vireo, qemu, a, Some(free_port()?)).await?;
+    let b = PrivateDaemon::start(vireo, qemu, b, Some(free_port()?)).await?;
+    Ok([a, b])
+}
+
+/// Defines the pool both daemons share, on `shared`, and boots the VM on the first with a qcow2
+/// volume there as its disk (nothing of it timed).
+pub(crate) async fn boot_on_shared_pool(
+    daemons: [&PrivateDaemon; 2],
+    guest: &Guest,
+    shared: &Path,
+) -> anyhow::Result<()> {
+    for daemon in daemons {
+        let spec = PoolSpec { name: POOL.into(), pool_type: PoolType::Dir, path: shared.to_path_buf() };
+        daemon.client().create_pool(&spec).await.context("cannot define the shared pool")?;
+    }
+    let disk = VolumeDisk { pool: POOL, volume: DISK_VOLUME, mib: DISK_MIB };
+    boot::boot_with_volume(&daemons[0].client(), guest, VM, &disk).await.context("cannot boot the VM through daemon A")
+}
+
 /// Section 4: defines a shared pool on both daemons (listening on loopback) and boots the VM
 /// on the first, boots a plain QEMU, then runs `warmup` unrecorded and `runs` recorded
 /// migrations on each side (alternating vireo, plain). The plain QEMUs are stopped again, also
@@ -109,15 +133,7 @@ pub async fn run(
     warmup: usize,
     work: &Path,
 ) -> anyhow::Result<MigrationResults> {
-    let shared = work.join("migration-shared");
-    for daemon in daemons {
-        let spec = PoolSpec { name: POOL.into(), pool_type: PoolType::Dir, path: shared.clone() };
-        daemon.client().create_pool(&spec).await.context("cannot define the shared pool")?;
-    }
-    let disk = VolumeDisk { pool: POOL, volume: DISK_VOLUME, mib: DISK_MIB };
-    boot::boot_with_volume(&daemons[0].client(), guest, VM, &disk)
-        .await
-        .context("cannot boot the VM through daemon A")?;
+    boot_on_shared_pool(daemons, guest, &work.join("migration-shared")).await?;
 
     let scratch = work.join("plain-migration");
     let dirs = [scratch.join("a"), scratch.join("b")];
@@ -203,7 +219,7 @@ pub(crate) fn summarize(
 
 /// Migrates the VM from `source` to `destination` (shared storage, everything else left at
 /// vireo's defaults) and polls the source's status until the migration has ended.
-async fn vireo_run(
+pub(crate) async fn vireo_run(
     source: &PrivateDaemon,
     destination: &PrivateDaemon,
     direction: &str,

@@ -25,6 +25,12 @@ pub fn cpu_split(pid: u32) -> Option<(Duration, Duration)> {
     Some((ticks(11)?, ticks(12)?))
 }
 
+/// The process's command line (/proc/PID/cmdline), the program first; empty if it is gone.
+pub fn cmdline(pid: u32) -> Vec<String> {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return Vec::new() };
+    raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
 /// True once the process has ended: gone from /proc, or a zombie (`Z`) or dead (`X`) waiting for its parent.
 pub fn has_exited(pid: u32) -> bool {
     stat_fields(pid).is_none_or(|fields| matches!(fields.first().map(String::as_str), Some("Z" | "X") | None))
@@ -33,6 +39,11 @@ pub fn has_exited(pid: u32) -> bool {
 /// Field 4 of /proc/PID/stat.
 pub fn parent_pid(pid: u32) -> Option<u32> {
     stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// Field 6 of /proc/PID/stat: the process's session.
+pub fn session_id(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(3)?.parse().ok()
 }
 
 /// The fields of /proc/PID/stat from field 3 on: what follows the parenthesised
@@ -54,7 +65,10 @@ mod tests {
         assert!(cpu_time(me).is_some());
         assert!(cpu_split(me).is_some());
         assert_eq!(parent_pid(me), Some(nix::unistd::getppid().as_raw() as u32));
+        assert_eq!(session_id(me), nix::unistd::getsid(None).ok().map(|s| s.as_raw() as u32));
         assert!(!has_exited(me));
         assert!(has_exited(u32::MAX), "no such process");
+        assert_eq!(cmdline(me).first(), std::env::args().next().as_ref());
+        assert!(cmdline(u32::MAX).is_empty());
     }
 }

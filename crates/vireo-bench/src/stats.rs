@@ -52,6 +52,23 @@ pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// Shuffles `items` in place, the same way for the same `seed` (Fisher–Yates on splitmix64):
+/// an order for measurements that varies from round to round, yet is the same in every run.
+pub fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..items.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +93,20 @@ mod tests {
         let two_hundred: Vec<f64> = (1..=200).map(f64::from).collect();
         assert_eq!(Summary::of(&two_hundred).unwrap().p99, 198.0);
         assert_eq!(Summary::of(&twenty).unwrap().p99, 20.0);
+    }
+
+    #[test]
+    fn a_shuffle_depends_on_its_seed_only() {
+        let shuffled = |seed| {
+            let mut items: Vec<u32> = (0..10).collect();
+            shuffle(&mut items, seed);
+            items
+        };
+        assert_eq!(shuffled(3), shuffled(3));
+        assert_ne!(shuffled(3), shuffled(4));
+        let mut sorted = shuffled(3);
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
     }
 
     #[test]
