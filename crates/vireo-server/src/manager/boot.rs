@@ -26,6 +26,8 @@ impl QemuProbe {
 
     /// A stat of the binary per call; QEMU itself runs only when the binary is new to us.
     pub(super) async fn caps(&self) -> Result<Arc<QemuCaps>, QemuError> {
+        // Held across the probe on purpose: VMs starting together with a new binary
+        // wait for one probe instead of each running QEMU three times.
         let mut latest = self.latest.lock().await;
         let stamp = BinaryStamp::of(&self.binary).ok();
         if let Some((known, caps)) = latest.as_ref()
