@@ -31,7 +31,7 @@ pub use spec::{
     MachineSpec, VmSpec,
 };
 pub use storage::{Pool, PoolSpec, PoolType, Progress, Volume, VolumeClone, VolumeCreate, VolumeImport, VolumeResize};
-pub use vm::{BootEntry, BootStatus, StopRequest, Vm, VmState};
+pub use vm::{BootEntry, BootStatus, StopRequest, Vm, VmHistory, VmHistoryPoint, VmState};
 
 /// The API version prefix every route lives under.
 pub const API_PREFIX: &str = "/v1";

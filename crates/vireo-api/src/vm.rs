@@ -136,3 +136,32 @@ pub struct LogsQuery {
     /// Return at most this many bytes from the end of the log.
     pub tail_bytes: Option<u64>,
 }
+
+/// `GET /v1/vms/{name}/history`: the daemon's recent samples of a VM, oldest first,
+/// for charts. Kept in memory for the last hour (lost when the daemon restarts).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VmHistory {
+    pub vm: String,
+    /// Seconds between samples.
+    pub interval_secs: u64,
+    pub points: Vec<VmHistoryPoint>,
+}
+
+/// One sample. Rates are over the time since the previous sample; they are absent for
+/// the first sample of a QEMU process (nothing to compare with) and while it is stopped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VmHistoryPoint {
+    /// When the sample was taken (RFC 3339).
+    pub at: String,
+    pub state: VmState,
+    /// CPU used by the VM's QEMU, in percent of one host CPU.
+    pub cpu_percent: Option<f64>,
+    /// Resident memory of the VM's QEMU.
+    pub memory_rss_bytes: Option<u64>,
+    pub disk_read_bytes_per_sec: Option<f64>,
+    pub disk_write_bytes_per_sec: Option<f64>,
+    /// Bytes per second the guest received over all its NICs.
+    pub net_rx_bytes_per_sec: Option<f64>,
+    /// Bytes per second the guest sent over all its NICs.
+    pub net_tx_bytes_per_sec: Option<f64>,
+}

@@ -27,8 +27,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vireo_api::{
     API_PREFIX, DiskSpec, Event, HostCheck, IncomingMigration, IncomingReady, MigrateRequest, MigrationStatus, Network,
-    NetworkSpec, NicSpec, Pool, PoolSpec, Snapshot, SnapshotCreate, StopRequest, Vm, VmSpec, Volume, VolumeClone,
-    VolumeCreate, VolumeImport, VolumeResize,
+    NetworkSpec, NicSpec, Pool, PoolSpec, Snapshot, SnapshotCreate, StopRequest, Vm, VmHistory, VmSpec, Volume,
+    VolumeClone, VolumeCreate, VolumeImport, VolumeResize,
 };
 
 pub use console::{ConsoleReceiver, ConsoleSender, ConsoleStream};
@@ -118,6 +118,11 @@ impl Client {
     /// `GET /v1/vms/{name}`
     pub async fn get_vm(&self, name: &str) -> Result<Vm, ClientError> {
         self.call(Method::GET, &routes::vm(name, "")?, None::<&()>).await
+    }
+
+    /// `GET /v1/vms/{name}/history`
+    pub async fn vm_history(&self, name: &str) -> Result<VmHistory, ClientError> {
+        self.call(Method::GET, &routes::vm(name, "/history")?, None::<&()>).await
     }
 
     /// `DELETE /v1/vms/{name}`

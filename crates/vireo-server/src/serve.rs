@@ -30,6 +30,8 @@ pub struct ServeOptions {
     /// Create the `default` NAT network on first start (when running as root).
     pub default_network: bool,
     pub log_format: LogFormat,
+    /// How often every VM is sampled for `GET /v1/vms/{name}/history`.
+    pub history_interval: std::time::Duration,
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
@@ -55,6 +57,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!(error = %err.message(), "cannot create the default network; VMs can still use other networks");
     }
     manager.recover().await.map_err(|e| anyhow::anyhow!(e.message()))?;
+    manager.start_history(opts.history_interval);
 
     // Event streams never end by themselves; graceful shutdown would wait for them forever.
     let events = manager.events().clone();

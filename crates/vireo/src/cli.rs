@@ -81,6 +81,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FORMAT", default_value_t = LogFormat::Text,
         value_parser = PossibleValuesParser::new(LogFormat::NAMES).try_map(|name| name.parse::<LogFormat>()))]
     pub log_format: LogFormat,
+    /// Seconds between the samples kept for `GET /v1/vms/{name}/history` (the last hour is kept)
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub history_interval: u64,
 }
 
 #[derive(Debug, Args)]

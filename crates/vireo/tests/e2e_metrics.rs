@@ -395,3 +395,32 @@ async fn a_frozen_qemu_makes_only_its_own_figures_stale() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The daemon's own recent samples (for the web console's charts): CPU while the guest
+/// boots, its memory, and the disk write rate while it writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_history_has_cpu_memory_and_disk_rates_of_a_running_guest() {
+    let daemon = Daemon::start_with(false, &["--history-interval", "1"]);
+    let client = daemon.client();
+    let err = client.vm_history("nobody").await.unwrap_err();
+    assert_eq!(code(err), vireo_api::ErrorCode::VmNotFound);
+    boot_with_disk(&client, "charted").await;
+    run_in_guest(&client, "charted", "{ dd if=/dev/zero of=/dev/vda bs=1M count=24 oflag=direct 2>/dev/null & }").await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let history = loop {
+        let history = client.vm_history("charted").await.expect("history");
+        let busy = history.points.iter().any(|p| p.cpu_percent.is_some_and(|cpu| cpu > 0.0));
+        let wrote = history.points.iter().any(|p| p.disk_write_bytes_per_sec.is_some_and(|rate| rate > 0.0));
+        if busy && wrote {
+            break history;
+        }
+        assert!(Instant::now() < deadline, "no CPU or disk write rate in the history: {history:#?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(history.interval_secs, 1);
+    let last = history.points.last().expect("points");
+    assert_eq!(last.state, vireo_api::VmState::Running);
+    assert!(last.memory_rss_bytes.is_some_and(|rss| rss > 16 << 20), "{last:#?}");
+    assert!(history.points.windows(2).all(|pair| pair[0].at < pair[1].at), "oldest first");
+}

@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vms/{name}/resume", post(vms::resume))
         .route("/v1/vms/{name}/restart", post(vms::restart))
         .route("/v1/vms/{name}/logs", get(vms::logs))
+        .route("/v1/vms/{name}/history", get(vms::history))
         .route("/v1/vms/{name}/console", get(console::attach))
         .route("/v1/vms/{name}/save", post(vms::save))
         .route("/v1/vms/{name}/restore", post(vms::restore))

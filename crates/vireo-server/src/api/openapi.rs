@@ -10,7 +10,7 @@ use super::{console, devices, events, host, metrics, migrations, networks, snaps
     info(title = "Vireo API", description = "Manage QEMU/KVM virtual machines. Errors are JSON `ApiError` bodies with a stable `code`."),
     paths(
         vms::list, vms::create, vms::show, vms::delete, vms::start, vms::stop, vms::pause,
-        vms::resume, vms::restart, vms::logs, console::attach, vms::save, vms::restore,
+        vms::resume, vms::restart, vms::logs, vms::history, console::attach, vms::save, vms::restore,
         devices::attach_disk, devices::detach_disk, devices::attach_nic, devices::detach_nic,
         snapshots::list, snapshots::create, snapshots::revert, snapshots::delete,
         storage::list_pools, storage::create_pool, storage::show_pool, storage::delete_pool,

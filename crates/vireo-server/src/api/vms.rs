@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use vireo_api::vm::LogsQuery;
-use vireo_api::{ApiError, NicStatus, StopRequest, Vm, VmSpec};
+use vireo_api::{ApiError, NicStatus, StopRequest, Vm, VmHistory, VmSpec};
 use vireo_core::VmRecord;
 
 use super::{AppState, body_bytes, json_body};
@@ -154,6 +154,13 @@ pub async fn logs(
     let Query(query) = query.map_err(|e| ServerError::BadRequest(e.body_text()))?;
     let bytes = state.manager.logs(&name, query.tail_bytes).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes))
+}
+
+#[utoipa::path(operation_id = "get_vm_history", get, path = "/v1/vms/{name}/history", tag = "vms", params(("name" = String, Path)),
+    responses((status = 200, description = "The last hour of samples, oldest first (kept in memory)", body = VmHistory),
+        (status = 404, body = ApiError)))]
+pub async fn history(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<VmHistory>> {
+    Ok(Json(state.manager.history(&name, rfc3339).await?))
 }
 
 #[utoipa::path(operation_id = "save_vm", post, path = "/v1/vms/{name}/save", tag = "vms", params(("name" = String, Path)),

@@ -8,6 +8,7 @@
 
 mod boot;
 mod disks;
+mod history;
 mod incoming;
 mod lifecycle;
 mod live;
@@ -60,6 +61,8 @@ pub struct VmManager {
     migrations: migration::Migrations,
     /// Every state change and operation, stored and streamed.
     events: Arc<EventLog>,
+    /// The last hour of every VM's samples, for charts.
+    history: Mutex<history::History>,
 }
 
 /// Per-VM coordination. Slots are never removed, so a name always maps to the same lock.
@@ -106,6 +109,7 @@ impl VmManager {
             slots: Mutex::default(),
             storage: tokio::sync::Mutex::default(),
             migrations: migration::Migrations::default(),
+            history: Mutex::new(history::History::new(history::DEFAULT_INTERVAL)),
         })
     }
 

@@ -22,6 +22,7 @@ pub async fn run(args: ServeArgs, socket: Option<PathBuf>) -> anyhow::Result<()>
         metrics_listen: args.metrics_listen,
         default_network,
         log_format,
+        history_interval: std::time::Duration::from_secs(args.history_interval),
     })
     .await
 }
