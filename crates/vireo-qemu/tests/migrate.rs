@@ -64,12 +64,14 @@ async fn a_guest_and_its_disk_move_to_another_qemu() {
     assert!(source.qmp.block_jobs().await.unwrap().is_empty());
     source.qmp.continue_migration().await.expect("migrate-continue");
     let completed = |status: &str| status == "completed";
-    let done = source.qmp.wait_migration_status(&mut source_events, TIMEOUT, completed).await.expect("completed");
-    assert!(done.downtime.is_some() && done.total_time.is_some(), "{done:?}");
+    source.qmp.wait_migration_status(&mut source_events, TIMEOUT, completed).await.expect("completed");
     target.qmp.wait_migration_status(&mut target_events, TIMEOUT, completed).await.expect("target completed");
     target.qmp.stop_nbd_server().await.expect("stop NBD");
     target.qmp.cont().await.expect("cont on target");
     assert_eq!(source.qmp.query_status().await.unwrap().status, "postmigrate");
+    // QEMU 7.2 says `completed` a moment before it has worked out these; by `postmigrate` they are there.
+    let figures = source.qmp.migration_info(&mut source_events).await.expect("query-migrate");
+    assert!(figures.downtime.is_some() && figures.total_time.is_some(), "{figures:?}");
 
     let mut console = Console::new(take_console(&mut target));
     console.send("\n").await;
