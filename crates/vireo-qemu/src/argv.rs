@@ -316,17 +316,14 @@ fn saved_state_args(argv: &mut Args, cfg: &LaunchConfig) {
 }
 
 fn machine_args(argv: &mut Args, accel: Accel, plan: &MachinePlan) {
-    let accel = match accel {
-        Accel::Kvm => "kvm",
-        Accel::Tcg | Accel::Auto => "tcg",
-    };
-    let mut machine = format!("q35,accel={accel}");
+    let kvm = accel == Accel::Kvm;
+    let mut machine = format!("q35,accel={}", if kvm { "kvm" } else { "tcg" });
     for property in &plan.disabled {
         machine.push_str(&format!(",{property}=off"));
     }
     argv.push2("-machine", machine);
     // TCG keeps QEMU's default CPU model: `-cpu max` boots no faster and emulates more.
-    if accel == "kvm" {
+    if kvm {
         argv.push2("-cpu", "host");
     }
     if plan.firmware == Firmware::Qboot {

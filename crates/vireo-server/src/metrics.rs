@@ -24,9 +24,19 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 use vireo_api::VmState;
+use vireo_storage::PoolUsage;
 
 use crate::error::ServerError;
 use crate::manager::{VmManager, VmSample};
+
+/// A pool gauge: metric name, help text, and the bytes it reports.
+type PoolGauge = (&'static str, &'static str, fn(&PoolUsage) -> u64);
+
+const POOL_GAUGES: [PoolGauge; 3] = [
+    ("vireo_pool_capacity", "Size of the file system holding the pool", |u| u.capacity_bytes),
+    ("vireo_pool_available", "Free space for the pool's volumes", |u| u.available_bytes),
+    ("vireo_pool_allocation", "Space the pool's volumes occupy on disk", |u| u.allocation_bytes),
+];
 
 /// The content type of the OpenMetrics text format, which Prometheus scrapes natively.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -176,24 +186,10 @@ impl Metrics {
         let mut scrape = Scrape::default();
         scrape.vms(&vms);
         scrape.host(&vms);
-        scrape.gauge(
-            "vireo_pool_capacity",
-            "Size of the file system holding the pool",
-            Some(Unit::Bytes),
-            pools.iter().map(|p| (PoolLabels { pool: p.record.name.clone() }, p.usage.capacity_bytes as f64)),
-        );
-        scrape.gauge(
-            "vireo_pool_available",
-            "Free space for the pool's volumes",
-            Some(Unit::Bytes),
-            pools.iter().map(|p| (PoolLabels { pool: p.record.name.clone() }, p.usage.available_bytes as f64)),
-        );
-        scrape.gauge(
-            "vireo_pool_allocation",
-            "Space the pool's volumes occupy on disk",
-            Some(Unit::Bytes),
-            pools.iter().map(|p| (PoolLabels { pool: p.record.name.clone() }, p.usage.allocation_bytes as f64)),
-        );
+        for (name, help, bytes) in POOL_GAUGES {
+            let values = pools.iter().map(|p| (PoolLabels { pool: p.record.name.clone() }, bytes(&p.usage) as f64));
+            scrape.gauge(name, help, Some(Unit::Bytes), values);
+        }
         scrape.single(
             "vireo_scrape_duration",
             "Time this scrape took to sample the VMs, host and pools",
