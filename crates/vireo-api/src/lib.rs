@@ -18,7 +18,7 @@ pub mod vm;
 
 pub use error::{ApiError, ErrorCode};
 pub use events::{Event, EventKind, EventsQuery};
-pub use host::{CheckStatus, HostCheck, HostCheckItem};
+pub use host::{CheckStatus, HostCheck, HostCheckItem, HostInfo};
 pub use migration::{
     IncomingMigration, IncomingReady, IncomingVolume, MigrateRequest, MigrationPhase, MigrationStatus, NbdServer,
     StorageProbe,

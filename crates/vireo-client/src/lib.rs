@@ -315,7 +315,12 @@ impl Client {
         self.send(Method::DELETE, &routes::network(name, "")?).await
     }
 
-    /// `GET /v1/host/check`
+    /// `GET /v1/host`: this host's facts and load.
+    pub async fn host_info(&self) -> Result<vireo_api::HostInfo, ClientError> {
+        self.call(Method::GET, &format!("{API_PREFIX}/host"), None::<&()>).await
+    }
+
+    /// `GET /v1/host/check`: can this host run VMs, and with which accelerator.
     pub async fn host_check(&self) -> Result<HostCheck, ClientError> {
         self.call(Method::GET, &format!("{API_PREFIX}/host/check"), None::<&()>).await
     }

@@ -102,6 +102,26 @@ pub fn memory_total_bytes() -> Option<u64> {
     meminfo_bytes(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal")
 }
 
+/// The 1, 5 and 15 minute load averages of /proc/loadavg.
+pub fn load_average() -> Option<[f64; 3]> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+/// Whole seconds since boot, from /proc/uptime.
+pub fn uptime_secs() -> Option<u64> {
+    parse_uptime(&std::fs::read_to_string("/proc/uptime").ok()?)
+}
+
+fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(|field| field.parse::<f64>().ok().filter(|v| v.is_finite()));
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
+fn parse_uptime(text: &str) -> Option<u64> {
+    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then_some(seconds as u64)
+}
+
 fn meminfo_bytes(meminfo: &str, field: &str) -> Option<u64> {
     let rest = meminfo.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
     let kib: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
@@ -266,6 +286,20 @@ fn hugepages_item(meminfo: &str) -> HostCheckItem {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn load_average_reads_the_first_three_fields() {
+        assert_eq!(parse_loadavg("0.52 1.25 2.00 3/412 12345\n"), Some([0.52, 1.25, 2.0]));
+        assert_eq!(parse_loadavg("0.52 1.25\n"), None);
+        assert_eq!(parse_loadavg("x 1 2"), None);
+    }
+
+    #[test]
+    fn uptime_is_the_first_field_in_whole_seconds() {
+        assert_eq!(parse_uptime("12345.67 23456.78\n"), Some(12345));
+        assert_eq!(parse_uptime(""), None);
+        assert_eq!(parse_uptime("-3 1"), None);
+    }
+
     use super::*;
 
     #[test]

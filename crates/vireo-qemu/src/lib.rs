@@ -27,7 +27,8 @@ pub use argv::{
 };
 pub use error::QemuError;
 pub use host::{
-    find_qemu_binary, gather_accel_facts, host_check, memory_available_bytes, memory_total_bytes, tool_version,
+    find_qemu_binary, gather_accel_facts, host_check, load_average, memory_available_bytes, memory_total_bytes,
+    tool_version, uptime_secs,
 };
 pub use hotplug::AttachedDisk;
 pub use migration::{BlockJob, MigrationEvents, MigrationInfo, MigrationSettings, RamStats};

@@ -66,18 +66,20 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         events.close();
     });
     let state = AppState::new(manager);
-    let app = router(state.clone());
+    let api = router(state.clone());
     let unix = bind_unix_socket(&opts.socket)?;
     tracing::info!(socket = %opts.socket.display(), data_dir = %opts.data_dir.display(), "serving");
     let mut servers = tokio::task::JoinSet::new();
-    let unix_app = observed(app.clone(), audit.clone()).into_make_service_with_connect_info::<Peer>();
+    // The web console's files need no token (they hold no data); the API behind them does on TCP.
+    let unix_app =
+        observed(vireo_web::router().merge(api.clone()), audit.clone()).into_make_service_with_connect_info::<Peer>();
     servers.spawn(axum::serve(unix, unix_app).with_graceful_shutdown(shutdown_signal()).into_future());
     if let Some(addr) = opts.listen {
         let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%addr, "serving on TCP (bearer token required)");
         // Outside the token check, so refused calls are logged and audited too.
-        let app = observed(app.layer(from_fn_with_state(token, require_token)), audit)
-            .into_make_service_with_connect_info::<Peer>();
+        let api = api.layer(from_fn_with_state(token, require_token));
+        let app = observed(vireo_web::router().merge(api), audit).into_make_service_with_connect_info::<Peer>();
         servers.spawn(axum::serve(tcp, app).with_graceful_shutdown(shutdown_signal()).into_future());
     }
     if let Some(addr) = opts.metrics_listen {

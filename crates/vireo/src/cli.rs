@@ -528,6 +528,11 @@ impl From<AccelArg> for Accel {
 
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
+    /// Show this host: name, versions, accelerator, CPUs, load, memory, uptime
+    Show {
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Check whether this host can run VMs, and with which accelerator
     Check {
         #[command(flatten)]

@@ -8,8 +8,8 @@ use std::io::Write;
 
 use serde::Serialize;
 use vireo_api::{
-    BootEntry, CheckStatus, DiskAio, HostCheck, Lease, MigrationPhase, MigrationStatus, Network, NetworkMode, Pool,
-    Snapshot, SnapshotKind, Vm, VmSpec, Volume,
+    BootEntry, CheckStatus, DiskAio, HostCheck, HostInfo, Lease, MigrationPhase, MigrationStatus, Network, NetworkMode,
+    Pool, Snapshot, SnapshotKind, Vm, VmSpec, Volume,
 };
 use vireo_core::spec::{disk_source, path_disk_format};
 
@@ -414,6 +414,32 @@ fn lease_table(leases: &[Lease]) -> String {
     table(&["MAC", "IP", "VM", "HOSTNAME", "EXPIRES"], &rows)
 }
 
+/// `host show`: one fact per line.
+pub fn host_details(host: &HostInfo) -> String {
+    let [one, five, fifteen] = host.load_average;
+    let used = host.memory_total_bytes.saturating_sub(host.memory_available_bytes);
+    key_values(&[
+        ("hostname".into(), host.hostname.clone()),
+        ("vireo".into(), host.version.clone()),
+        ("qemu".into(), or_dash(Some(&host.qemu_version).filter(|v| !v.is_empty()))),
+        ("accelerator".into(), host.accel.clone()),
+        ("cpus".into(), host.cpus.to_string()),
+        ("load".into(), format!("{one:.2} {five:.2} {fifteen:.2}")),
+        ("memory".into(), format!("{} used of {}", human_size(used), human_size(host.memory_total_bytes))),
+        ("uptime".into(), days_hours_minutes(host.uptime_secs)),
+    ])
+}
+
+/// `3d 4h 5m`, leaving out leading zero units.
+fn days_hours_minutes(secs: u64) -> String {
+    let (days, hours, minutes) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60);
+    match (days, hours) {
+        (0, 0) => format!("{minutes}m"),
+        (0, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h {minutes}m"),
+    }
+}
+
 /// `host check`: the accelerator and why, then one row per item with fixes under the failing ones.
 pub fn host_check_report(check: &HostCheck) -> String {
     let mut out = format!("accelerator: {} ({})\n\n", check.accel, check.accel_reason);
@@ -728,6 +754,28 @@ mod tests {
         let text = vm_details(&shown);
         assert!(text.contains("nic[0]:       52:54:00:00:00:01 on default (no lease)\n"), "{text}");
         assert!(!vm_table(&[shown]).contains("52:54"), "vm list shows no NICs");
+    }
+
+    #[test]
+    fn host_show_reads_memory_as_used_of_total() {
+        let host = HostInfo {
+            hostname: "h1".into(),
+            version: "0.1.0".into(),
+            qemu_version: String::new(),
+            accel: "tcg".into(),
+            cpus: 2,
+            load_average: [0.5, 1.0, 1.25],
+            memory_total_bytes: 4 << 30,
+            memory_available_bytes: 3 << 30,
+            uptime_secs: 3_661,
+        };
+        let text = host_details(&host);
+        assert!(text.contains("memory:       1GiB used of 4GiB"), "{text}");
+        assert!(text.contains("load:         0.50 1.00 1.25"), "{text}");
+        assert!(text.contains("qemu:         -"), "{text}");
+        assert!(text.contains("uptime:       1h 1m"), "{text}");
+        assert_eq!(days_hours_minutes(59), "0m");
+        assert_eq!(days_hours_minutes(2 * 86_400 + 60), "2d 0h 1m");
     }
 
     #[test]

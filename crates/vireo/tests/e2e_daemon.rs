@@ -133,3 +133,18 @@ async fn host_check_explains_the_accelerator() {
     }
     assert!(report["items"].as_array().unwrap().iter().any(|i| i["name"].as_str().unwrap().contains("qemu")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_show_reports_this_host() {
+    let daemon = Daemon::start();
+    let host: vireo_api::HostInfo = serde_json::from_str(&daemon.cli_ok(&["host", "show", "-o", "json"])).unwrap();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(host.hostname, hostname.trim());
+    assert_eq!(host.version, env!("CARGO_PKG_VERSION"));
+    assert!(host.cpus >= 1);
+    assert!(host.memory_total_bytes > 0 && host.memory_available_bytes <= host.memory_total_bytes, "{host:?}");
+    assert!(host.uptime_secs > 0);
+    assert!(host.qemu_version.starts_with("QEMU emulator version"), "{host:?}");
+    let text = daemon.cli_ok(&["host", "show"]);
+    assert!(text.contains(&format!("hostname:     {}", host.hostname)), "{text}");
+}

@@ -25,7 +25,8 @@ pub async fn attach(
 ) -> Result<Response, ServerError> {
     let hub = state.manager.console(&name).await?;
     let upgrade = upgrade
-        .map_err(|e| ServerError::BadRequest(format!("the console needs a WebSocket upgrade: {}", e.body_text())))?;
+        .map_err(|e| ServerError::BadRequest(format!("the console needs a WebSocket upgrade: {}", e.body_text())))?
+        .protocols([super::WEBSOCKET_SUBPROTOCOL]);
     // The session outlives the request (finished with the 101) but logs
     // under its span, so its lines carry the request id.
     let span = tracing::Span::current();

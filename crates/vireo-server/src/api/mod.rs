@@ -39,6 +39,10 @@ pub(crate) use vms::rfc3339;
 use crate::error::ServerError;
 use crate::manager::VmManager;
 
+/// The subprotocol the WebSocket routes answer with when a client offers it
+/// (browsers must offer one to pass the token; see auth.rs): raw binary frames.
+pub const WEBSOCKET_SUBPROTOCOL: &str = "binary";
+
 /// Largest request body accepted; a VM spec is a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -97,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pools/{pool}/volumes/{volume}/resize", post(storage::resize_volume))
         .route("/v1/networks", get(networks::list).post(networks::create))
         .route("/v1/networks/{network}", get(networks::show).delete(networks::delete))
+        .route("/v1/host", get(host::show))
         .route("/v1/host/check", get(host::check))
         .route("/v1/events", get(events::list))
         .route("/metrics", get(metrics::scrape))

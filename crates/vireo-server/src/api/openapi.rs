@@ -19,7 +19,7 @@ use super::{console, devices, events, host, metrics, migrations, networks, snaps
         migrations::migrate, migrations::status, migrations::cancel, migrations::prepare_incoming,
         migrations::finish_incoming, migrations::abort_incoming,
         networks::list, networks::create, networks::show, networks::delete,
-        events::list, host::check, metrics::scrape, document
+        events::list, host::check, host::show, metrics::scrape, document
     ),
     components(schemas(vireo_api::ErrorCode, vireo_api::VmState, vireo_api::CheckStatus)),
     modifiers(&BearerAuth),

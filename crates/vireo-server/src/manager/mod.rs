@@ -9,6 +9,7 @@
 mod boot;
 mod disks;
 mod history;
+mod host;
 mod incoming;
 mod lifecycle;
 mod live;

@@ -8,6 +8,13 @@ use crate::output;
 pub async fn run(command: HostCommand, endpoint: Endpoint) -> anyhow::Result<()> {
     let client = Client::new(endpoint);
     match command {
+        HostCommand::Show { output } => {
+            let host = client.host_info().await?;
+            match output.format {
+                OutputFormat::Json => output::print_json(&host),
+                OutputFormat::Table => output::print(&output::host_details(&host)),
+            }
+        }
         HostCommand::Check { output } => {
             let check = client.host_check().await?;
             match output.format {

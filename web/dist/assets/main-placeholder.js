@@ -1,0 +1,1 @@
+document.body.textContent = "Vireo: the web app is being built";
