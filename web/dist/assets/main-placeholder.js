@@ -1,1 +1,0 @@
-document.body.textContent = "Vireo: the web app is being built";

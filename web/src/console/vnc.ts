@@ -1,0 +1,79 @@
+// The graphical console: noVNC on the VM's VNC WebSocket, a raw RFB stream the daemon
+// relays from QEMU's VNC server. The page mounts this only while the VM has a QEMU.
+
+import RFB from "@novnc/novnc";
+import { type ConsoleOptions, statusBar } from "./status";
+
+export function mountVncConsole(container: HTMLElement, opts: ConsoleOptions): () => void {
+  const { bar, set } = statusBar();
+  const cad = document.createElement("button");
+  cad.type = "button";
+  cad.className = "secondary";
+  cad.textContent = "Send Ctrl+Alt+Del";
+  cad.disabled = true;
+  const reconnect = document.createElement("button");
+  reconnect.type = "button";
+  reconnect.className = "secondary";
+  reconnect.textContent = "Reconnect";
+  reconnect.hidden = true;
+  bar.append(cad, reconnect);
+
+  const screen = document.createElement("div");
+  screen.className = "vnc-screen";
+  // noVNC scales the guest's framebuffer into this box, so it needs a definite size;
+  // it follows the window.
+  screen.style.cssText = "width:100%;height:clamp(16rem, calc(100vh - 18rem), 60rem)";
+  container.append(bar, screen);
+
+  let rfb: RFB | null = null;
+  let unmounted = false;
+
+  const connect = () => {
+    set("connecting");
+    reconnect.hidden = true;
+    screen.replaceChildren();
+    const session = new RFB(screen, opts.url, { wsProtocols: opts.protocols, shared: true });
+    rfb = session;
+    session.scaleViewport = true;
+    session.background = "transparent";
+    // A reason the server gave during the handshake outlives the disconnect event that follows.
+    let failure: string | null = null;
+    session.addEventListener("connect", () => {
+      if (rfb !== session) return;
+      set("connected");
+      cad.disabled = false;
+      session.focus();
+    });
+    session.addEventListener("securityfailure", (event) => {
+      failure = `security negotiation failed${event.detail.reason ? `: ${event.detail.reason}` : ""}`;
+    });
+    session.addEventListener("credentialsrequired", () => {
+      failure = "the VNC server asks for credentials this console does not have";
+      session.disconnect();
+    });
+    session.addEventListener("disconnect", (event) => {
+      if (unmounted || rfb !== session) return;
+      cad.disabled = true;
+      reconnect.hidden = false;
+      set(
+        "disconnected",
+        failure ?? (event.detail.clean ? "the display closed (the VM stopped?)" : "the connection was lost or refused"),
+      );
+    });
+  };
+
+  cad.addEventListener("click", () => {
+    rfb?.sendCtrlAltDel();
+    rfb?.focus();
+  });
+  reconnect.addEventListener("click", connect);
+  connect();
+
+  return () => {
+    unmounted = true;
+    rfb?.disconnect();
+    rfb = null;
+    bar.remove();
+    screen.remove();
+  };
+}

@@ -1,0 +1,83 @@
+// Keeping a page current from the event stream: refetch what an event touched.
+
+import { ApiError, api } from "./api";
+import { onEvent } from "./events";
+import type { VireoEvent, Vm } from "./types";
+
+/**
+ * A trigger for `run` that never overlaps itself: triggers while it runs fold into one
+ * more run afterwards, so a burst of events costs at most two requests.
+ */
+function coalesced(run: () => Promise<void>): () => void {
+  let running = false;
+  let again = false;
+  const loop = async () => {
+    running = true;
+    try {
+      do {
+        again = false;
+        await run();
+      } while (again);
+    } finally {
+      running = false;
+    }
+  };
+  return () => {
+    if (running) again = true;
+    else void loop();
+  };
+}
+
+/**
+ * Calls `onChange` with the fresh VM (or null once it is gone) after each event about a
+ * VM that `wanted` accepts, until `signal` aborts.
+ */
+export function watchVms(
+  wanted: (name: string) => boolean,
+  onChange: (name: string, vm: Vm | null) => void,
+  signal: AbortSignal,
+): void {
+  const refreshers = new Map<string, () => void>();
+  // VMs known to be deleted: no request for them (it would only fail), and an answer
+  // that was under way when the deletion came in is dropped.
+  const deleted = new Set<string>();
+  onEvent((event) => {
+    const name = event.vm;
+    if (name === undefined || !wanted(name)) return;
+    if (event.kind === "vm.deleted") {
+      deleted.add(name);
+      onChange(name, null);
+      return;
+    }
+    if (event.kind === "vm.created") deleted.delete(name);
+    if (deleted.has(name)) return;
+    let refresh = refreshers.get(name);
+    if (!refresh) {
+      refresh = coalesced(async () => {
+        try {
+          const vm = await api.vm(name, signal);
+          if (!signal.aborted && !deleted.has(name)) onChange(name, vm);
+        } catch (error) {
+          if (error instanceof ApiError && error.code === "vm_not_found") onChange(name, null);
+          // Anything else (the daemon restarting, a page left): the next event retries.
+        }
+      });
+      refreshers.set(name, refresh);
+    }
+    refresh();
+  }, signal);
+}
+
+/** Calls `run` (coalesced) after each event `wanted` accepts, until `signal` aborts. */
+export function refreshOn(wanted: (event: VireoEvent) => boolean, run: () => Promise<void>, signal: AbortSignal): void {
+  const refresh = coalesced(async () => {
+    try {
+      await run();
+    } catch {
+      // Left the page mid-request, or the daemon is restarting: the next event retries.
+    }
+  });
+  onEvent((event) => {
+    if (wanted(event)) refresh();
+  }, signal);
+}

@@ -1,0 +1,56 @@
+// Sign-in: the only page shown until the daemon accepts a token.
+
+import { ApiError, api } from "../api";
+import { alert, errorText, field, h, setTitle, whileBusy } from "../dom";
+import { keepToken } from "../session";
+
+export function signInPage(onSignedIn: () => void): HTMLElement {
+  setTitle("Sign in");
+  const input = h("input", {
+    id: "token",
+    name: "token",
+    type: "password",
+    autocomplete: "current-password",
+    spellcheck: false,
+  });
+  const button = h("button", { type: "submit" }, "Sign in");
+  const message = h("div", { class: "message-slot" });
+  const form = h(
+    "form",
+    { class: "stack" },
+    message,
+    // Password managers (and Chrome's form checks) expect a user name beside a password.
+    h("input", { type: "text", name: "username", autocomplete: "username", value: "vireo", hidden: true }),
+    field(
+      "API token",
+      input,
+      "The daemon keeps it in the file api-token of its data directory (e.g. /var/lib/vireo/api-token).",
+    ),
+    h("div", { class: "actions" }, button),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    message.replaceChildren();
+    const candidate = input.value.trim();
+    if (candidate === "") {
+      message.append(alert("Enter the API token."));
+      input.focus();
+      return;
+    }
+    void whileBusy(
+      button,
+      async () => {
+        await api.host({ token: candidate });
+        keepToken(candidate);
+        onSignedIn();
+      },
+      (error) => {
+        const refused = error instanceof ApiError && error.status === 401;
+        message.replaceChildren(alert(refused ? "The daemon refused this token." : errorText(error)));
+        input.select();
+        input.focus();
+      },
+    );
+  });
+  return h("main", { class: "narrow signin" }, h("h1", {}, "Sign in to Vireo"), form);
+}

@@ -1,0 +1,79 @@
+// Snapshots `#/vms/{name}/snapshots`. Data: GET /v1/vms/{name}/snapshots, again after each
+// snapshot event of the VM; POST .../snapshots, POST .../snapshots/{s}/revert, DELETE .../snapshots/{s}.
+
+import { api } from "../api";
+import { empty, field, h, messageSlot, row, table, whileBusy } from "../dom";
+import { time } from "../format";
+import { refreshOn } from "../live";
+import type { Params } from "../router";
+import type { Snapshot } from "../types";
+import { vmFrame } from "./vm-frame";
+
+export async function vmSnapshotsPage(main: HTMLElement, params: Params, signal: AbortSignal): Promise<void> {
+  const name = params["name"] ?? "";
+  const frame = await vmFrame(main, name, "snapshots", signal);
+  const message = messageSlot();
+  const list = h("div", {});
+
+  const load = async () => {
+    const snapshots = await api.snapshots(name, signal);
+    list.replaceChildren(
+      snapshots.length === 0
+        ? empty("No snapshots yet")
+        : table("Snapshots", ["Name", "Kind", "VM was", "Taken", "Actions"], snapshots.map(snapshotRow)),
+    );
+  };
+
+  const snapshotRow = (snapshot: Snapshot): HTMLTableRowElement => {
+    const revert = h("button", { type: "button", class: "secondary" }, "Revert");
+    const remove = h("button", { type: "button", class: "danger-outline" }, "Delete");
+    revert.addEventListener("click", () => {
+      message.clear();
+      void whileBusy(revert, async () => {
+        await api.revertSnapshot(name, snapshot.name);
+      }, message.show);
+    });
+    remove.addEventListener("click", () => {
+      message.clear();
+      void whileBusy(remove, async () => {
+        await api.deleteSnapshot(name, snapshot.name);
+        await load();
+      }, message.show);
+    });
+    return row(
+      { "data-snapshot": snapshot.name },
+      h("th", { scope: "row" }, snapshot.name),
+      snapshot.kind === "full" ? "memory and disks" : "disks",
+      snapshot.vm_state,
+      time(snapshot.created_at),
+      h("td", { class: "row-actions" }, revert, remove),
+    );
+  };
+
+  const input = h("input", { id: "snapshot-name", name: "snapshot", type: "text", autocomplete: "off", spellcheck: false });
+  const create = h("button", { type: "submit" }, "Create snapshot");
+  const form = h(
+    "form",
+    { class: "inline-form" },
+    field("Snapshot name", input),
+    h("div", { class: "actions" }, create),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    message.clear();
+    void whileBusy(create, async () => {
+      await api.createSnapshot(name, input.value.trim());
+      input.value = "";
+      await load();
+    }, message.show);
+  });
+
+  frame.body.append(
+    h("p", { class: "hint" }, "A running or paused VM keeps its memory too: reverting returns to that very moment. Every writable disk must be qcow2."),
+    form,
+    message.element,
+    list,
+  );
+  await load();
+  refreshOn((event) => event.vm === name && event.kind.startsWith("snapshot."), load, signal);
+}

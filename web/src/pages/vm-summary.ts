@@ -1,0 +1,59 @@
+// VM summary `#/vms/{name}`: spec, disks, NICs and the charts of the last hour.
+// Data: the frame's GET /v1/vms/{name}; the charts poll GET /v1/vms/{name}/history.
+
+import { empty, facts, h, row, table } from "../dom";
+import { time } from "../format";
+import type { Params } from "../router";
+import type { Vm } from "../types";
+import { hasDisplay, vmFrame } from "./vm-frame";
+
+export async function vmSummaryPage(main: HTMLElement, params: Params, signal: AbortSignal): Promise<void> {
+  const name = params["name"] ?? "";
+  const details = h("div", {});
+  const frame = await vmFrame(main, name, "summary", signal, (vm) => details.replaceChildren(...describe(vm)));
+  details.replaceChildren(...describe(frame.vm));
+  const charts = h("div", { class: "charts" });
+  frame.body.append(details, section("Activity", h("p", { class: "hint" }, "The last hour, sampled by the daemon."), charts));
+  // uPlot is only needed here: loading it with the page keeps it out of the first load.
+  const { mountCharts } = await import("../charts");
+  if (!signal.aborted) mountCharts(charts, name, signal);
+}
+
+function section(title: string, ...content: Node[]): HTMLElement {
+  const id = `section-${title.toLowerCase()}`;
+  return h("section", { "aria-labelledby": id }, h("h2", { id }, title), ...content);
+}
+
+function describe(vm: Vm): HTMLElement[] {
+  const spec = vm.spec;
+  const boot = spec.boot ?? {};
+  const accel = vm.accel ? `${spec.accel ?? "auto"} (running on ${vm.accel})` : (spec.accel ?? "auto");
+  const specFacts = facts([
+    ["vCPUs", spec.vcpus ?? 1],
+    ["Memory", String(spec.memory)],
+    ["Accelerator", accel],
+    ["Kernel", boot.kernel ?? "none: the firmware boots the first disk"],
+    ["Initrd", boot.initrd ?? null],
+    ["Kernel command line", boot.cmdline ?? null],
+    ["Display", hasDisplay(vm) ? (spec.display?.vga ?? null) : "none"],
+    ["Firmware", vm.boot?.firmware ?? spec.machine?.firmware ?? "auto"],
+    ["Boot entry", vm.boot?.entry ?? null],
+    ["QEMU process", vm.pid ?? null],
+    ["Created", time(vm.created_at)],
+    ["State since", time(vm.state_changed_at)],
+  ]);
+
+  const disks = spec.disks ?? [];
+  const diskView = disks.length === 0
+    ? empty("No disks")
+    : table("Disks", ["Disk", "Format", "Access", "Cache"], disks.map((disk) =>
+      row({}, disk.volume ?? disk.path ?? "", disk.format ?? (disk.volume ? "volume's own" : "by extension"),
+        disk.readonly ? "read-only" : "read-write", disk.cache ?? "writeback")));
+
+  const nicView = vm.nics.length === 0
+    ? empty("No NICs")
+    : table("NICs", ["MAC", "Network", "Address"], vm.nics.map((nic) =>
+      row({ "data-mac": nic.mac }, h("code", {}, nic.mac), nic.network, nic.ip ?? "none leased yet")));
+
+  return [section("Spec", specFacts), section("Disks", diskView), section("NICs", nicView)];
+}
