@@ -4,7 +4,10 @@
 # Safe to re-run: it installs only what is missing.
 set -euo pipefail
 
-packages=(qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils zstd sqlite3 procps iproute2 dnsmasq-base nftables prometheus "$@")
+packages=(qemu-system-x86 qemu-utils busybox-static cpio gzip xz-utils zstd sqlite3 procps iproute2 dnsmasq-base nftables prometheus chromium "$@")
+# The web console's build and browser tests (scripts/build-web.sh, scripts/test-web.sh) need
+# node and npm; a node installed some other way (nvm, nodesource) is left alone.
+command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for pkg in "${packages[@]}"; do
 	[[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")

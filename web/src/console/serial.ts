@@ -110,8 +110,12 @@ export function mountSerialConsole(container: HTMLElement, opts: ConsoleOptions)
     cancelAnimationFrame(frame);
     observer.disconnect();
     for (const input of inputs) input.dispose();
-    socket?.close();
+    const ws = socket;
     socket = null;
+    if (ws) ws.onmessage = null;
+    // Closing a socket still in its handshake makes Chrome log an error; let it open first.
+    if (ws?.readyState === WebSocket.CONNECTING) ws.onopen = () => ws.close();
+    else ws?.close();
     term.dispose();
     bar.remove();
     host.remove();
