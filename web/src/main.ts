@@ -20,7 +20,7 @@ import { forgetToken, token } from "./session";
 const routes: Route[] = [
   { path: "/", render: overviewPage },
   { path: "/vms", render: vmListPage },
-  { path: "/vms/new", render: vmNewPage },
+  { path: "/vms/+new", render: vmNewPage },
   { path: "/vms/:name", render: vmSummaryPage },
   { path: "/vms/:name/console", render: vmConsolePage },
   { path: "/vms/:name/display", render: vmDisplayPage },

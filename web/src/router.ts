@@ -24,7 +24,8 @@ interface Compiled {
 
 function compile(route: Route): Compiled {
   const keys: string[] = [];
-  const source = route.path.replace(/:(\w+)/g, (_, key: string) => {
+  const literal = route.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const source = literal.replace(/:(\w+)/g, (_, key: string) => {
     keys.push(key);
     return "([^/]+)";
   });

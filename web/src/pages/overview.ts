@@ -68,7 +68,7 @@ function usage(used: number, total: number, words: string): HTMLElement {
 
 function vmSummary(vms: Vm[]): Child[] {
   if (vms.length === 0) {
-    return [empty("No virtual machines yet"), h("p", {}, h("a", { href: href("/vms/new") }, "Create a virtual machine"))];
+    return [empty("No virtual machines yet"), h("p", {}, h("a", { href: href("/vms/+new") }, "Create a virtual machine"))];
   }
   const counts = VM_STATES.map((state) => [state, vms.filter((vm) => vm.state === state).length] as const).filter(
     ([, count]) => count > 0,

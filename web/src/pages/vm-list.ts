@@ -11,7 +11,7 @@ import type { Vm } from "../types";
 export async function vmListPage(main: HTMLElement, _params: unknown, signal: AbortSignal): Promise<void> {
   setTitle("Virtual machines");
   main.append(
-    h("div", { class: "page-head" }, h("h1", {}, "Virtual machines"), h("a", { class: "button", href: href("/vms/new") }, "New VM")),
+    h("div", { class: "page-head" }, h("h1", {}, "Virtual machines"), h("a", { class: "button", href: href("/vms/+new") }, "New VM")),
   );
   const body = h("div", {});
   main.append(body);

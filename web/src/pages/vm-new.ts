@@ -1,4 +1,4 @@
-// Create form `#/vms/new`. Data: GET /v1/networks and /v1/volumes for the choices;
+// Create form `#/vms/+new` (`+` cannot start a VM name, so no VM page is shadowed). Data: GET /v1/networks and /v1/volumes for the choices;
 // POST /v1/vms with the spec. The daemon validates: its `field` puts the message beside
 // the control at fault.
 
