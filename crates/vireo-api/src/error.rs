@@ -35,6 +35,8 @@ pub enum ErrorCode {
     AlreadyExists,
     /// The object is used by something else (a VM, a linked clone, a snapshot) and cannot go.
     InUse,
+    /// The VM has no graphical display (`display.vga` is `none`), so there is no VNC to attach to.
+    NoDisplay,
     /// The request is valid but cannot be done to this object (e.g. a snapshot of a VM with raw disks).
     Unsupported,
     /// qemu-img or the filesystem failed.
@@ -74,6 +76,7 @@ impl ErrorCode {
             | ErrorCode::InvalidState
             | ErrorCode::AlreadyExists
             | ErrorCode::InUse
+            | ErrorCode::NoDisplay
             | ErrorCode::MigrationRefused => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::InvalidSpec | ErrorCode::AccelUnavailable | ErrorCode::Unsupported => 422,

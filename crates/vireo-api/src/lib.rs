@@ -27,8 +27,8 @@ pub use network::{Lease, Network, NetworkMode, NetworkSpec, NicModel, NicSpec, N
 pub use size::ByteSize;
 pub use snapshot::{Snapshot, SnapshotCreate, SnapshotKind};
 pub use spec::{
-    Accel, BootSpec, ConsoleSpec, DiskAio, DiskBus, DiskCache, DiskFormat, DiskSpec, Firmware, LegacyHardware,
-    MachineSpec, VmSpec,
+    Accel, BootSpec, ConsoleSpec, DiskAio, DiskBus, DiskCache, DiskFormat, DiskSpec, DisplaySpec, Firmware,
+    LegacyHardware, MachineSpec, Vga, VmSpec,
 };
 pub use storage::{Pool, PoolSpec, PoolType, Progress, Volume, VolumeClone, VolumeCreate, VolumeImport, VolumeResize};
 pub use vm::{BootEntry, BootStatus, StopRequest, Vm, VmHistory, VmHistoryPoint, VmState};

@@ -41,6 +41,10 @@ pub struct VmSpec {
     /// The virtual hardware around the guest: firmware and legacy devices.
     #[serde(default, skip_serializing_if = "MachineSpec::is_default")]
     pub machine: MachineSpec,
+    /// A graphical display: a video card, USB keyboard and tablet, and a VNC server
+    /// reached through `GET /v1/vms/{name}/vnc`. None by default (serial console only).
+    #[serde(default, skip_serializing_if = "DisplaySpec::is_none")]
+    pub display: DisplaySpec,
 }
 
 fn default_vcpus() -> u32 {
@@ -182,6 +186,48 @@ impl LegacyHardware {
             LegacyHardware::Sata => "sata",
             LegacyHardware::Smbus => "smbus",
             LegacyHardware::Smm => "smm",
+        }
+    }
+}
+
+/// The VM's graphical display.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisplaySpec {
+    /// The video card; `none` leaves the VM headless.
+    #[serde(default)]
+    pub vga: Vga,
+}
+
+impl DisplaySpec {
+    /// Whether the VM is headless (no video card, no VNC server).
+    pub fn is_none(&self) -> bool {
+        self.vga == Vga::None
+    }
+}
+
+/// The video card: `none` (headless, the default), `std` (the standard VGA card) or
+/// `virtio` (virtio-gpu with VGA compatibility). SeaBIOS shows its text screen on
+/// either (qboot sets up no display); a Linux guest drives them with `bochs-drm` and
+/// `virtio-gpu`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Vga {
+    /// No display: the VM has only its serial console.
+    #[default]
+    None,
+    /// The standard VGA card (Bochs VBE).
+    Std,
+    /// virtio-gpu with VGA compatibility.
+    Virtio,
+}
+
+impl Vga {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vga::None => "none",
+            Vga::Std => "std",
+            Vga::Virtio => "virtio",
         }
     }
 }

@@ -403,6 +403,21 @@ mod tests {
     }
 
     #[test]
+    fn a_display_is_optional_and_named_lowercase() {
+        let spec = check(GOOD).unwrap();
+        assert!(spec.display.is_none());
+        let json = serde_json::to_value(&spec).unwrap();
+        assert!(json.get("display").is_none(), "a headless spec is stored as before: {json}");
+        let std = check(&format!("{GOOD}\n[display]\nvga = \"std\"")).unwrap();
+        assert_eq!(std.display.vga, vireo_api::Vga::Std);
+        assert_eq!(serde_json::to_value(&std).unwrap()["display"], serde_json::json!({"vga": "std"}));
+        assert_eq!(check(&format!("{GOOD}\n[display]\nvga = \"virtio\"")).unwrap().display.vga, vireo_api::Vga::Virtio);
+        assert!(check(&format!("{GOOD}\n[display]\nvga = \"none\"")).unwrap().display.is_none());
+        assert_eq!(field_of(&format!("{GOOD}\n[display]\nvga = \"cirrus\"")), "display.vga");
+        assert_eq!(field_of(&format!("{GOOD}\n[display]\nvnc = true")), "display.vnc");
+    }
+
+    #[test]
     fn boot_needs_existing_absolute_files() {
         assert_eq!(field_of(&GOOD.replace("/k/vmlinuz", "vmlinuz")), "boot.kernel");
         let spec = parse_spec_toml(GOOD).unwrap();

@@ -23,6 +23,8 @@ pub enum Action {
     Restart,
     Delete,
     AttachConsole,
+    /// Attach to the VNC server of a VM with a display.
+    AttachDisplay,
     Save,
     Restore,
     Snapshot,
@@ -45,6 +47,7 @@ impl Action {
             Action::Restart => "restart",
             Action::Delete => "delete",
             Action::AttachConsole => "attach to the console of",
+            Action::AttachDisplay => "attach to the display of",
             Action::Save => "save",
             Action::Restore => "restore",
             Action::Snapshot => "snapshot",
@@ -69,7 +72,7 @@ impl Action {
             Action::Resume => &[Paused],
             Action::Restart => &[Running, Paused],
             Action::Delete => &[Stopped, Crashed, Saved],
-            Action::AttachConsole => &[Starting, Running, Paused, Stopping, Migrating],
+            Action::AttachConsole | Action::AttachDisplay => &[Starting, Running, Paused, Stopping, Migrating],
             Action::Save => &[Running, Paused],
             Action::Restore => &[Saved],
             // A saved VM's memory refers to its disks as they are: no snapshots, reverts or disk changes.
@@ -175,8 +178,9 @@ mod tests {
         }
         assert!(check_action(Migrating, Action::ForceStop).is_ok());
         assert!(check_action(Migrating, Action::AttachConsole).is_ok());
+        assert!(check_action(Migrating, Action::AttachDisplay).is_ok());
         // A VM being received belongs to the migration until it runs.
-        for action in [Action::Start, Action::ForceStop, Action::Delete, Action::AttachConsole] {
+        for action in [Action::Start, Action::ForceStop, Action::Delete, Action::AttachConsole, Action::AttachDisplay] {
             assert!(check_action(Incoming, action).is_err(), "{action}");
         }
         assert!(has_process(Migrating) && has_process(Incoming));

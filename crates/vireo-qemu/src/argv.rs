@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use vireo_api::{Accel, BootEntry, DiskAio, DiskCache, DiskFormat, Firmware, LegacyHardware, VmSpec};
+use vireo_api::{Accel, BootEntry, DiskAio, DiskCache, DiskFormat, Firmware, LegacyHardware, Vga, VmSpec};
 use vireo_core::spec::path_disk_format;
 
 use crate::paths::RuntimePaths;
@@ -278,6 +278,7 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     boot_args(&mut argv, spec, &cfg.launch.machine);
     disk_args(&mut argv, spec, &cfg.launch.disks);
     nic_args(&mut argv, &cfg.launch.nics, &cfg.nic_fds);
+    display_args(&mut argv, spec, cfg.paths);
     saved_state_args(&mut argv, cfg);
     argv.0
 }
@@ -298,6 +299,32 @@ fn hotplug_port_args(argv: &mut Args) {
             ),
         );
     }
+}
+
+/// The display of a VM that has one: the video card, a USB keyboard and tablet (a
+/// guest without PS/2, the default, has no other input; the tablet's absolute
+/// pointer keeps the VNC viewer's cursor and the guest's in step), and a VNC server
+/// on a Unix socket in the VM's private directory, never on a TCP port. `-vga none`
+/// and `-display none` stay: the card is an explicit device, and VNC is not a local
+/// display.
+///
+/// The card and the USB controller sit at fixed addresses, slots 0x1b and 0x1a:
+/// above the cold-plugged disks and NICs (at most 16 + 8, slots 1..=0x18) and below
+/// the hot-plug ports (0x1c), so no device moves because the VM has a display, and
+/// they never move with the disks (device state is restored by PCI address). The
+/// argv is a function of the spec, so a restore or a migration's destination gets the
+/// same devices (with a socket of its own).
+fn display_args(argv: &mut Args, spec: &VmSpec, paths: &RuntimePaths) {
+    let card = match spec.display.vga {
+        Vga::None => return,
+        Vga::Std => "VGA",
+        Vga::Virtio => "virtio-vga",
+    };
+    argv.push2("-device", format!("{card},id=video0,bus=pcie.0,addr=0x1b"));
+    argv.push2("-device", "qemu-xhci,id=usb,bus=pcie.0,addr=0x1a");
+    argv.push2("-device", "usb-kbd,id=kbd,bus=usb.0");
+    argv.push2("-device", "usb-tablet,id=tablet,bus=usb.0");
+    argv.push2("-vnc", format!("unix:{}", escape_opt(&path_arg(&paths.vnc_socket()))));
 }
 
 fn saved_state_args(argv: &mut Args, cfg: &LaunchConfig) {
@@ -603,5 +630,54 @@ mod tests {
         let auto = argv_of(&spec, Accel::Auto, &paths);
         assert!(auto.windows(2).any(|w| w == ["-machine", "q35,accel=tcg"]));
         assert!(!auto.contains(&"-cpu".to_string()));
+    }
+
+    fn devices(argv: &[String]) -> Vec<&str> {
+        argv.windows(2).filter(|w| w[0] == "-device").map(|w| w[1].as_str()).collect()
+    }
+
+    #[test]
+    fn a_headless_vm_has_no_display_devices_and_no_vnc() {
+        let argv = argv_of(&spec(), Accel::Tcg, &RuntimePaths::new("/r".into()));
+        assert!(!argv.contains(&"-vnc".to_string()));
+        assert!(!devices(&argv).iter().any(|d| d.contains("vga") || d.contains("VGA") || d.starts_with("usb")));
+        assert!(argv.windows(2).any(|w| w == ["-vga", "none"]) && argv.windows(2).any(|w| w == ["-display", "none"]));
+    }
+
+    #[test]
+    fn a_display_adds_one_card_usb_input_and_vnc_on_a_unix_socket() {
+        let paths = RuntimePaths::new("/var/lib/vireo/vms/a".into());
+        for (vga, card) in [
+            (Vga::Std, "VGA,id=video0,bus=pcie.0,addr=0x1b"),
+            (Vga::Virtio, "virtio-vga,id=video0,bus=pcie.0,addr=0x1b"),
+        ] {
+            let mut spec = spec();
+            spec.display.vga = vga;
+            let argv = argv_of(&spec, Accel::Tcg, &paths);
+            let devices = devices(&argv);
+            assert_eq!(devices.iter().filter(|d| d.contains("vga") || d.contains("VGA")).count(), 1, "{argv:?}");
+            assert!(devices.contains(&card), "{argv:?}");
+            let usb =
+                ["qemu-xhci,id=usb,bus=pcie.0,addr=0x1a", "usb-kbd,id=kbd,bus=usb.0", "usb-tablet,id=tablet,bus=usb.0"];
+            for input in usb {
+                assert!(devices.contains(&input), "{input} missing from {argv:?}");
+            }
+            // No second card from QEMU's default, and never a TCP listener.
+            assert!(argv.windows(2).any(|w| w == ["-vga", "none"]));
+            let vnc: Vec<_> = argv.windows(2).filter(|w| w[0] == "-vnc").map(|w| w[1].as_str()).collect();
+            assert_eq!(vnc, ["unix:/var/lib/vireo/vms/a/vnc.sock"]);
+            // The disk keeps the address it has without a display: display devices come after it.
+            let disk = devices.iter().position(|d| d.starts_with("virtio-blk-pci")).unwrap();
+            let card = devices.iter().position(|d| d.starts_with(card)).unwrap();
+            assert!(disk < card, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn commas_in_the_vnc_socket_path_are_escaped() {
+        let mut spec = spec();
+        spec.display.vga = Vga::Std;
+        let argv = argv_of(&spec, Accel::Tcg, &RuntimePaths::new("/data,1/vms/a".into()));
+        assert!(argv.windows(2).any(|w| w == ["-vnc", "unix:/data,,1/vms/a/vnc.sock"]), "{argv:?}");
     }
 }

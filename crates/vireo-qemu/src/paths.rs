@@ -27,6 +27,12 @@ impl RuntimePaths {
         self.dir.join("console.sock")
     }
 
+    /// The VNC server of a VM with a display (QEMU creates and listens on it itself;
+    /// the directory's 0700 is what guards it: VNC on it has no password).
+    pub fn vnc_socket(&self) -> PathBuf {
+        self.dir.join("vnc.sock")
+    }
+
     /// Written by QEMU itself (`-pidfile`).
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("qemu.pid")

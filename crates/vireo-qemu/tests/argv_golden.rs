@@ -152,3 +152,13 @@ fn an_older_qemu_keeps_what_it_cannot_leave_out() {
     assert_eq!(launch.machine.disabled, ["vmport", "smm"]);
     assert_eq!(launch.machine.firmware, vireo_api::Firmware::Seabios, "no qboot.rom: SeaBIOS");
 }
+
+#[test]
+fn a_display_with_vnc_on_a_unix_socket() {
+    let spec = r#"{"name": "web1", "memory": "256MiB", "boot": {"kernel": "/k/vmlinuz", "cmdline": "console=ttyS0"},
+                   "disks": [{"path": "/var/lib/vireo/disks/root.qcow2"}], "display": {"vga": "std"}}"#;
+    check_golden_launch("argv_display.txt", spec, Accel::Tcg, |launch| {
+        launch.nics.push(NicAttachment::user("net0", "52:54:00:12:34:56"));
+        None
+    });
+}

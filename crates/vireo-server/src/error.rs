@@ -19,6 +19,8 @@ pub enum ServerError {
     InvalidState { name: String, source: InvalidTransition },
     #[error("VM '{0}' has no QEMU attached yet; try again")]
     NotAttached(String),
+    #[error("VM '{0}' has no display (its spec's display.vga is none)")]
+    NoDisplay(String),
     #[error("VM '{name}' cannot start")]
     Accel { name: String, source: AccelError },
     #[error("VM '{name}': QEMU failed to {action}")]
@@ -95,6 +97,7 @@ impl ServerError {
             ServerError::VmExists(_) => ErrorCode::VmExists,
             ServerError::InvalidSpec(_) => ErrorCode::InvalidSpec,
             ServerError::InvalidState { .. } | ServerError::NotAttached(_) => ErrorCode::InvalidState,
+            ServerError::NoDisplay(_) => ErrorCode::NoDisplay,
             ServerError::Accel { .. } => ErrorCode::AccelUnavailable,
             ServerError::Qemu { source: QemuError::NotHotUnpluggable { .. }, .. } => ErrorCode::Unsupported,
             ServerError::Qemu { .. } | ServerError::StopTimeout { .. } => ErrorCode::QemuFailed,

@@ -480,6 +480,10 @@ pub struct CreateArgs {
     /// Legacy hardware to add, comma-separated: hpet, ps2, vmport, sata, smbus, smm [default: none]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub legacy: Vec<String>,
+    /// Graphical display: std or virtio (a video card and a VNC server, reached through
+    /// the web console or `GET /v1/vms/NAME/vnc`), or none [default: none]
+    #[arg(long, value_name = "VGA")]
+    pub display: Option<String>,
     /// Attach a volume or an image file (repeatable), with options format=raw|qcow2 (files only),
     /// readonly=on, cache=MODE, aio=MODE, boot_order=N; a ',' in PATH is written ',,'
     #[arg(long = "disk", value_name = "POOL/NAME|PATH[,OPTION=VALUE...]")]
@@ -495,7 +499,7 @@ pub struct CreateArgs {
     pub console_log_size: Option<String>,
 }
 
-const SPEC_FLAGS: [&str; 11] = [
+const SPEC_FLAGS: [&str; 12] = [
     "vcpus",
     "memory",
     "kernel",
@@ -504,6 +508,7 @@ const SPEC_FLAGS: [&str; 11] = [
     "no_pvh",
     "firmware",
     "legacy",
+    "display",
     "disks",
     "accel",
     "console_log_size",

@@ -122,6 +122,9 @@ pub fn vm_details(vm: &Vm) -> String {
         ("boot".into(), boot_of(vm)),
         ("machine".into(), machine_of(spec)),
     ];
+    if !spec.display.is_none() {
+        lines.push(("display".into(), format!("{} vga, vnc", spec.display.vga.as_str())));
+    }
     if spec.disks.is_empty() {
         lines.push(("disks".into(), "-".into()));
     }
@@ -501,6 +504,7 @@ mod tests {
                 nics: vec![],
                 console: ConsoleSpec::default(),
                 machine: MachineSpec::default(),
+                display: Default::default(),
             },
             nics: vec![vireo_api::NicStatus {
                 network: "default".into(),
@@ -552,6 +556,11 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
+        assert!(!text.contains("display:"), "a headless VM has no display line:\n{text}");
+        let mut with_display = vm("web1", VmState::Stopped, None);
+        with_display.spec.display.vga = vireo_api::Vga::Virtio;
+        let text = vm_details(&with_display);
+        assert!(text.contains("\ndisplay:      virtio vga, vnc\n"), "{text}");
     }
 
     #[test]

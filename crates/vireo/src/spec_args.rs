@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskSpec, MachineSpec, NicSpec, VmSpec};
+use vireo_api::{BootSpec, ByteSize, ConsoleSpec, DiskSpec, DisplaySpec, MachineSpec, NicSpec, VmSpec};
 use vireo_client::Endpoint;
 use vireo_core::SpecError;
 
@@ -50,6 +50,12 @@ pub fn spec_from_flags(args: &CreateArgs, cwd: &Path) -> Result<VmSpec, String> 
             .map(|name| parse_choice("legacy hardware", name).map_err(|e| format!("--legacy: {e}")))
             .collect::<Result<_, _>>()?,
     };
+    let display = DisplaySpec {
+        vga: match &args.display {
+            Some(name) => parse_choice("display", name).map_err(|e| format!("--display: {e}"))?,
+            None => Default::default(),
+        },
+    };
     Ok(VmSpec {
         name: args.name.clone(),
         vcpus: args.vcpus.unwrap_or(1),
@@ -65,6 +71,7 @@ pub fn spec_from_flags(args: &CreateArgs, cwd: &Path) -> Result<VmSpec, String> 
         nics,
         console: ConsoleSpec { log_size },
         machine,
+        display,
     })
 }
 
@@ -375,7 +382,26 @@ mod tests {
         assert_eq!(spec.boot.cmdline.as_deref(), Some("console=ttyS0 quiet"));
         assert_eq!(spec.disks[0].path, Some(PathBuf::from("/vms/root.qcow2")));
         assert_eq!(spec.console.log_size, ByteSize(64 * 1024));
+        assert!(spec.display.is_none(), "headless unless asked");
         assert_eq!(validate_flags(&spec, FileCheck::Remote), Ok(()));
+    }
+
+    #[test]
+    fn display_flag_picks_the_card() {
+        let spec_of = |vga: &str| spec_from_flags(&create_args(&["--memory", "64M", "--display", vga]), Path::new("/"));
+        assert_eq!(spec_of("std").unwrap().display.vga, vireo_api::Vga::Std);
+        assert_eq!(spec_of("virtio").unwrap().display.vga, vireo_api::Vga::Virtio);
+        assert!(spec_of("none").unwrap().display.is_none());
+        assert_eq!(spec_of("cirrus").unwrap_err(), "--display: unknown display 'cirrus'");
+    }
+
+    #[test]
+    fn a_file_may_ask_for_a_display() {
+        let text = format!("{FILE}[display]\nvga = \"std\"\n");
+        let spec = spec_from_file("web1", "spec.toml", &text, FileCheck::Remote).unwrap();
+        assert_eq!(spec.display.vga, vireo_api::Vga::Std);
+        let err = spec_from_file("web1", "spec.toml", &text.replace("std", "svga"), FileCheck::Remote).unwrap_err();
+        assert!(err.starts_with("spec.toml: display.vga: unknown variant `svga`"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod request_log;
 mod snapshots;
 mod storage;
 mod vms;
+mod vnc;
 
 use std::sync::Arc;
 
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vms/{name}/logs", get(vms::logs))
         .route("/v1/vms/{name}/history", get(vms::history))
         .route("/v1/vms/{name}/console", get(console::attach))
+        .route("/v1/vms/{name}/vnc", get(vnc::attach))
         .route("/v1/vms/{name}/save", post(vms::save))
         .route("/v1/vms/{name}/restore", post(vms::restore))
         .route("/v1/vms/{name}/migrate", post(migrations::migrate))

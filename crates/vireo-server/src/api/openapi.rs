@@ -11,6 +11,7 @@ use super::{console, devices, events, host, metrics, migrations, networks, snaps
     paths(
         vms::list, vms::create, vms::show, vms::delete, vms::start, vms::stop, vms::pause,
         vms::resume, vms::restart, vms::logs, vms::history, console::attach, vms::save, vms::restore,
+        super::vnc::attach,
         devices::attach_disk, devices::detach_disk, devices::attach_nic, devices::detach_nic,
         snapshots::list, snapshots::create, snapshots::revert, snapshots::delete,
         storage::list_pools, storage::create_pool, storage::show_pool, storage::delete_pool,

@@ -212,6 +212,18 @@ impl VmManager {
         let live = self.slot(name).live().ok_or_else(|| ServerError::NotAttached(name.to_string()))?;
         Ok(live.console.clone())
     }
+
+    /// The VNC socket of a VM that has a display and a QEMU process (QEMU listens on it;
+    /// the path is the VM's runtime directory, never anything a request spelled).
+    pub async fn vnc_socket(&self, name: &str) -> Result<PathBuf, ServerError> {
+        let record = self.load(name).await?;
+        if record.spec.display.is_none() {
+            return Err(ServerError::NoDisplay(name.to_string()));
+        }
+        ensure(&record, Action::AttachDisplay)?;
+        self.slot(name).live().ok_or_else(|| ServerError::NotAttached(name.to_string()))?;
+        Ok(vireo_qemu::RuntimePaths::new(self.vm_dir(name)).vnc_socket())
+    }
 }
 
 impl VmManager {
