@@ -7,12 +7,12 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
 use super::AppState;
+use super::websocket::{binary_upgrade, client_bytes};
 use crate::error::ServerError;
 
 #[utoipa::path(operation_id = "attach_vm_console", get, path = "/v1/vms/{name}/console", tag = "vms", params(("name" = String, Path)),
@@ -24,9 +24,7 @@ pub async fn attach(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ServerError> {
     let hub = state.manager.console(&name).await?;
-    let upgrade = upgrade
-        .map_err(|e| ServerError::BadRequest(format!("the console needs a WebSocket upgrade: {}", e.body_text())))?
-        .protocols([super::WEBSOCKET_SUBPROTOCOL]);
+    let upgrade = binary_upgrade(upgrade, "the console")?;
     // The session outlives the request (finished with the 101) but logs
     // under its span, so its lines carry the request id.
     let span = tracing::Span::current();
@@ -34,7 +32,7 @@ pub async fn attach(
 }
 
 async fn relay(socket: WebSocket, hub: std::sync::Arc<crate::console::ConsoleHub>) {
-    let (mut to_client, mut from_client) = socket.split();
+    let (mut to_client, from_client) = socket.split();
     let mut output = hub.subscribe();
     let forward_output = async {
         loop {
@@ -52,13 +50,8 @@ async fn relay(socket: WebSocket, hub: std::sync::Arc<crate::console::ConsoleHub
         let _ = to_client.close().await;
     };
     let forward_input = async {
-        while let Some(Ok(message)) = from_client.next().await {
-            let bytes = match message {
-                Message::Binary(bytes) => bytes,
-                Message::Text(text) => Bytes::from(text.as_str().to_owned()),
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => continue,
-            };
+        let mut input = std::pin::pin!(client_bytes(from_client));
+        while let Some(bytes) = input.next().await {
             if !hub.send(bytes).await {
                 break;
             }

@@ -19,6 +19,7 @@ mod snapshots;
 mod storage;
 mod vms;
 mod vnc;
+mod websocket;
 
 use std::sync::Arc;
 
@@ -39,10 +40,6 @@ pub(crate) use vms::rfc3339;
 
 use crate::error::ServerError;
 use crate::manager::VmManager;
-
-/// The subprotocol the WebSocket routes answer with when a client offers it
-/// (browsers must offer one to pass the token; see auth.rs): raw binary frames.
-pub const WEBSOCKET_SUBPROTOCOL: &str = "binary";
 
 /// Largest request body accepted; a VM spec is a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

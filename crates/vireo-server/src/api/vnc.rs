@@ -16,6 +16,7 @@ use tokio::net::UnixStream;
 use tracing::Instrument;
 
 use super::AppState;
+use super::websocket::{binary_upgrade, client_bytes};
 use crate::error::ServerError;
 
 /// How much of QEMU's output one WebSocket message carries at most.
@@ -31,9 +32,7 @@ pub async fn attach(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ServerError> {
     let socket_path = state.manager.vnc_socket(&name).await?;
-    let upgrade = upgrade
-        .map_err(|e| ServerError::BadRequest(format!("the display needs a WebSocket upgrade: {}", e.body_text())))?
-        .protocols([super::WEBSOCKET_SUBPROTOCOL]);
+    let upgrade = binary_upgrade(upgrade, "the display")?;
     // Connected before the 101, so a VNC server that is not there is an HTTP error.
     let vnc = connect(&socket_path).await?;
     let span = tracing::Span::current();
@@ -46,7 +45,7 @@ async fn connect(path: &std::path::Path) -> Result<UnixStream, ServerError> {
 
 /// Copies bytes both ways until either side closes; the other side is then closed too.
 async fn relay(socket: WebSocket, vnc: UnixStream) {
-    let (mut to_client, mut from_client) = socket.split();
+    let (mut to_client, from_client) = socket.split();
     let (mut from_vnc, mut to_vnc) = vnc.into_split();
     let forward_output = async {
         let mut buffer = vec![0u8; CHUNK];
@@ -63,13 +62,8 @@ async fn relay(socket: WebSocket, vnc: UnixStream) {
         let _ = to_client.close().await;
     };
     let forward_input = async {
-        while let Some(Ok(message)) = from_client.next().await {
-            let bytes = match message {
-                Message::Binary(bytes) => bytes,
-                Message::Text(text) => Bytes::from(text.as_str().to_owned()),
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => continue,
-            };
+        let mut input = std::pin::pin!(client_bytes(from_client));
+        while let Some(bytes) = input.next().await {
             if to_vnc.write_all(&bytes).await.is_err() {
                 break;
             }
