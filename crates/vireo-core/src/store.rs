@@ -160,6 +160,15 @@ pub trait Store: Send + Sync {
     async fn list_vms(&self) -> Result<Vec<VmRecord>, StoreError>;
     /// Replaces a VM if its stored revision still equals `record.revision`; returns the new revision.
     async fn update_vm(&self, record: &VmRecord) -> Result<u64, StoreError>;
+    /// `update_vm` and `append_event` of each of `events` in one transaction:
+    /// a VM's change of state and the events that report it are stored together
+    /// or not at all. Returns the new revision and the events' ids, in order.
+    async fn update_vm_with_events(
+        &self,
+        record: &VmRecord,
+        events: &[EventRecord],
+        retain: u64,
+    ) -> Result<(u64, Vec<u64>), StoreError>;
     /// Deletes the VM and its snapshot records.
     async fn delete_vm(&self, name: &str) -> Result<(), StoreError>;
 

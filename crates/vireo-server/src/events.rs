@@ -1,8 +1,10 @@
 //! The event log: every state change and operation, stored and streamed.
 //!
-//! `EventLog::emit` is the one way an event comes to be: it appends the event
-//! to the store (which keeps the latest [`RETAINED_EVENTS`]) and hands it to
-//! the live subscribers through a broadcast channel. A [`Follower`] reads the
+//! An event comes to be in one of two ways: `EventLog::emit` appends it to the
+//! store (which keeps the latest [`RETAINED_EVENTS`]); `EventLog::save_vm_state`
+//! stores a VM's new state and the events reporting it in one transaction, so a
+//! crash never leaves a state change unreported. Either then hands the events
+//! to the live subscribers through a broadcast channel. A [`Follower`] reads the
 //! stored events after a given id, then the live ones, so a stream resumed
 //! after an id has no gap and no duplicate. A follower that falls behind the
 //! channel is never waited for: it reads what it missed from the store.
@@ -14,7 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Mutex, broadcast, watch};
 use vireo_api::{EventKind, VmState};
 use vireo_core::events::transition_events;
-use vireo_core::{EventRecord, Store, StoreError};
+use vireo_core::{EventRecord, Store, StoreError, VmRecord};
 
 /// How many events the store keeps; older ones are deleted as new ones come.
 pub const RETAINED_EVENTS: u64 = 10_000;
@@ -22,6 +24,17 @@ pub const RETAINED_EVENTS: u64 = 10_000;
 const LIVE_BACKLOG: usize = 1024;
 /// Stored events read at a time while a follower catches up.
 const PAGE: usize = 500;
+
+/// An event not stored yet (its id comes from the store).
+fn unsaved(vm: Option<&str>, kind: EventKind) -> EventRecord {
+    EventRecord {
+        id: 0,
+        at_ms: crate::manager::now_ms(),
+        vm: vm.map(str::to_string),
+        kind: kind.name(),
+        details: kind.details().into(),
+    }
+}
 
 pub struct EventLog {
     store: Arc<dyn Store>,
@@ -45,29 +58,34 @@ impl EventLog {
     /// Records that `kind` happened (to `vm`, if it is about one). The change
     /// it reports has happened already, so a store failure is logged, not returned.
     pub async fn emit(&self, vm: Option<&str>, kind: EventKind) {
-        let mut record = EventRecord {
-            id: 0,
-            at_ms: crate::manager::now_ms(),
-            vm: vm.map(str::to_string),
-            kind: kind.name(),
-            details: kind.details().into(),
-        };
+        let record = unsaved(vm, kind);
         let _order = self.order.lock().await;
         match self.store.append_event(&record, RETAINED_EVENTS).await {
-            Ok(id) => {
-                record.id = id;
-                // Fails only when nobody follows, which is fine.
-                let _ = self.live.send(Arc::new(record));
-            }
+            Ok(id) => self.broadcast(record, id),
             Err(err) => tracing::warn!(vm, kind = %record.kind, error = %err, "cannot record event"),
         }
     }
 
-    /// Records VM `vm`'s change of state from `from` to `to` (see `transition_events`).
-    pub async fn emit_transition(&self, vm: &str, from: VmState, to: VmState, last_error: Option<&str>) {
-        for kind in transition_events(from, to, last_error) {
-            self.emit(Some(vm), kind).await;
+    /// Stores `vm`, whose state was `from`, together with the events that report
+    /// its change (see `transition_events`): both or neither. Returns the new revision.
+    pub async fn save_vm_state(&self, vm: &VmRecord, from: VmState) -> Result<u64, StoreError> {
+        let events: Vec<EventRecord> = transition_events(from, vm.state, vm.last_error.as_deref())
+            .into_iter()
+            .map(|kind| unsaved(Some(&vm.name), kind))
+            .collect();
+        let _order = self.order.lock().await;
+        let (revision, ids) = self.store.update_vm_with_events(vm, &events, RETAINED_EVENTS).await?;
+        for (event, id) in events.into_iter().zip(ids) {
+            self.broadcast(event, id);
         }
+        Ok(revision)
+    }
+
+    /// Hands a stored event to the live subscribers; called under `order`.
+    fn broadcast(&self, mut event: EventRecord, id: u64) {
+        event.id = id;
+        // Fails only when nobody follows, which is fine.
+        let _ = self.live.send(Arc::new(event));
     }
 
     /// Stored events, oldest first: after `after`, or the latest ones.

@@ -38,6 +38,7 @@ pub async fn run(store: &dyn Store) {
     snapshots_go_with_their_vm(store).await;
     networks(store).await;
     events_keep_their_order_and_only_the_latest(store).await;
+    a_state_change_and_its_events_are_stored_together(store).await;
     events_filter_by_vm_and_page_after_an_id(store).await;
 }
 
@@ -73,6 +74,30 @@ async fn events_keep_their_order_and_only_the_latest(store: &dyn Store) {
     assert!(next > appended[4]);
     assert_eq!(ids(&store.list_events(None, None, 100).await.unwrap()), [next]);
     assert!(store.list_events(Some(next), None, 100).await.unwrap().is_empty());
+}
+
+async fn a_state_change_and_its_events_are_stored_together(store: &dyn Store) {
+    store.insert_vm(&sample("t1")).await.unwrap();
+    let mut record = store.get_vm("t1").await.unwrap().unwrap();
+    let stale = record.clone();
+    let before = store.list_events(None, None, 1).await.unwrap().last().map_or(0, |e| e.id);
+    record.state = VmState::Starting;
+    let events = [event(Some("t1"), "vm_state_changed"), event(Some("t1"), "vm_starting")];
+    let (revision, appended) = store.update_vm_with_events(&record, &events, 100).await.unwrap();
+    assert_eq!(revision, record.revision + 1);
+    assert_eq!(store.get_vm("t1").await.unwrap().unwrap().state, VmState::Starting);
+    let stored = store.list_events(Some(before), None, 100).await.unwrap();
+    assert_eq!(ids(&stored), appended, "both events, in order, with the ids returned");
+    assert_eq!(stored.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["vm_state_changed", "vm_starting"]);
+
+    // A refused update appends nothing.
+    let mut stale_write = stale;
+    stale_write.state = VmState::Crashed;
+    let refused = store.update_vm_with_events(&stale_write, &[event(Some("t1"), "vm_crashed")], 100).await;
+    assert!(matches!(refused, Err(StoreError::Conflict { .. })), "{refused:?}");
+    assert_eq!(ids(&store.list_events(Some(before), None, 100).await.unwrap()), appended);
+    assert_eq!(store.get_vm("t1").await.unwrap().unwrap().state, VmState::Starting);
+    store.delete_vm("t1").await.unwrap();
 }
 
 async fn events_filter_by_vm_and_page_after_an_id(store: &dyn Store) {

@@ -144,6 +144,54 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), SqliteStoreError> {
     Ok(())
 }
 
+/// The compare-and-swap update of a VM, inside the caller's connection or transaction.
+fn update_vm_in(conn: &Connection, record: &VmRecord) -> Result<u64, StoreError> {
+    let encoded = encode(record)?;
+    let expected = to_sql_revision(record.revision)?;
+    let updated = conn
+        .execute(
+            "UPDATE vms SET spec = ?2, state = ?3, runtime = ?4, state_changed_at_ms = ?5,
+                    last_error = ?6, disk_ports = ?8, revision = revision + 1
+             WHERE name = ?1 AND revision = ?7",
+            params![
+                record.name,
+                encoded.spec,
+                state_to_text(record.state),
+                encoded.runtime,
+                record.state_changed_at_ms,
+                record.last_error,
+                expected,
+                encoded.disk_ports,
+            ],
+        )
+        .map_err(backend)?;
+    if updated == 1 {
+        return Ok(record.revision + 1);
+    }
+    let exists: bool = conn
+        .query_row("SELECT EXISTS(SELECT 1 FROM vms WHERE name = ?1)", [&record.name], |row| row.get(0))
+        .map_err(backend)?;
+    Err(if exists {
+        StoreError::Conflict { name: record.name.clone(), expected: record.revision }
+    } else {
+        StoreError::NotFound(record.name.clone())
+    })
+}
+
+/// Appends an event and drops the oldest beyond `retain`, inside the caller's transaction.
+fn append_event_in(conn: &Connection, event: &EventRecord, retain: u64) -> Result<u64, StoreError> {
+    let details = serde_json::to_string(&event.details).map_err(backend)?;
+    let retain = to_sql_u64(retain)?;
+    conn.execute(
+        "INSERT INTO events (at_ms, vm, kind, details) VALUES (?1, ?2, ?3, ?4)",
+        params![event.at_ms, event.vm, event.kind, details],
+    )
+    .map_err(backend)?;
+    let id = conn.last_insert_rowid();
+    conn.execute("DELETE FROM events WHERE id <= ?1", [id.saturating_sub(retain)]).map_err(backend)?;
+    from_sql_u64("event", id)
+}
+
 fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(err))
 }
@@ -308,37 +356,21 @@ impl Store for SqliteStore {
     }
 
     async fn update_vm(&self, record: &VmRecord) -> Result<u64, StoreError> {
-        let encoded = encode(record)?;
-        let expected = to_sql_revision(record.revision)?;
-        let conn = self.conn();
-        let updated = conn
-            .execute(
-                "UPDATE vms SET spec = ?2, state = ?3, runtime = ?4, state_changed_at_ms = ?5,
-                        last_error = ?6, disk_ports = ?8, revision = revision + 1
-                 WHERE name = ?1 AND revision = ?7",
-                params![
-                    record.name,
-                    encoded.spec,
-                    state_to_text(record.state),
-                    encoded.runtime,
-                    record.state_changed_at_ms,
-                    record.last_error,
-                    expected,
-                    encoded.disk_ports,
-                ],
-            )
-            .map_err(backend)?;
-        if updated == 1 {
-            return Ok(record.revision + 1);
-        }
-        let exists: bool = conn
-            .query_row("SELECT EXISTS(SELECT 1 FROM vms WHERE name = ?1)", [&record.name], |row| row.get(0))
-            .map_err(backend)?;
-        Err(if exists {
-            StoreError::Conflict { name: record.name.clone(), expected: record.revision }
-        } else {
-            StoreError::NotFound(record.name.clone())
-        })
+        update_vm_in(&self.conn(), record)
+    }
+
+    async fn update_vm_with_events(
+        &self,
+        record: &VmRecord,
+        events: &[EventRecord],
+        retain: u64,
+    ) -> Result<(u64, Vec<u64>), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let revision = update_vm_in(&tx, record)?;
+        let ids = events.iter().map(|event| append_event_in(&tx, event, retain)).collect::<Result<Vec<_>, _>>()?;
+        tx.commit().map_err(backend)?;
+        Ok((revision, ids))
     }
 
     async fn delete_vm(&self, name: &str) -> Result<(), StoreError> {
@@ -507,19 +539,11 @@ impl Store for SqliteStore {
     }
 
     async fn append_event(&self, event: &EventRecord, retain: u64) -> Result<u64, StoreError> {
-        let details = serde_json::to_string(&event.details).map_err(backend)?;
-        let retain = to_sql_u64(retain)?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(backend)?;
-        tx.execute(
-            "INSERT INTO events (at_ms, vm, kind, details) VALUES (?1, ?2, ?3, ?4)",
-            params![event.at_ms, event.vm, event.kind, details],
-        )
-        .map_err(backend)?;
-        let id = tx.last_insert_rowid();
-        tx.execute("DELETE FROM events WHERE id <= ?1", [id.saturating_sub(retain)]).map_err(backend)?;
+        let id = append_event_in(&tx, event, retain)?;
         tx.commit().map_err(backend)?;
-        from_sql_u64("event", id)
+        Ok(id)
     }
 
     async fn list_events(

@@ -134,9 +134,8 @@ impl VmManager {
             record.state_changed_at_ms = now_ms();
         }
         record.state = state;
-        record.revision = self.store.update_vm(record).await?;
+        record.revision = self.events.save_vm_state(record, from).await?;
         tracing::info!(vm = %record.name, state = %state, "state changed");
-        self.events.emit_transition(&record.name, from, state, record.last_error.as_deref()).await;
         Ok(())
     }
 
