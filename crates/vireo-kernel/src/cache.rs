@@ -6,17 +6,27 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use crate::extract::SIZE_LIMIT;
+
+/// How many extracted kernels the cache keeps (each ~50 MB for a distribution kernel): a
+/// host boots its guests from a few kernels at a time, and a kernel upgrade should not
+/// leave the old ones behind for ever.
+pub const KEPT_VMLINUX: usize = 4;
+/// A `.partial-*` file older than this was left by a crash, not by a write under way.
+const STRAY_PARTIAL_AGE: Duration = Duration::from_secs(3600);
 use crate::image::{KernelImage, inspect};
 use crate::{Entry, KernelError, choose_entry};
 
 /// Where the extracted vmlinux of each bzImage is kept, named by the bzImage's SHA-256:
 /// `<sha256>.vmlinux`, or `<sha256>.none` (holding the reason) when the bzImage is booted as
 /// given, so it is not decompressed again at every start. Files are complete or absent.
+/// At most [`KEPT_VMLINUX`] vmlinux files stay, the most recently used (each use sets its
+/// mtime); an evicted one is extracted again when next needed.
 ///
 /// Synchronous: call it from `tokio::task::spawn_blocking`.
 #[derive(Debug)]
@@ -100,8 +110,11 @@ impl KernelCache {
 
     fn remembered(&self, identity: &FileIdentity) -> Option<PreparedKernel> {
         let prepared = lock(&self.memo).get(identity).cloned()?;
-        // The cached file may have been removed since (the cache directory cleaned).
-        (prepared.path == identity.path || prepared.path.is_file()).then_some(prepared)
+        if prepared.path == identity.path {
+            return Some(prepared);
+        }
+        // The cached file may have been evicted or removed since.
+        mark_used(&prepared.path).then_some(prepared)
     }
 
     fn resolve(&self, kernel: &Path, bytes: &[u8]) -> Result<PreparedKernel, KernelError> {
@@ -118,7 +131,7 @@ impl KernelCache {
         let vmlinux_path = self.dir.join(format!("{hash}.vmlinux"));
         let none_path = self.dir.join(format!("{hash}.none"));
         let cached = || {
-            if vmlinux_path.is_file() {
+            if mark_used(&vmlinux_path) {
                 Some(PreparedKernel { path: vmlinux_path.clone(), entry: BootEntry::Pvh })
             } else {
                 none_path.is_file().then(|| PreparedKernel::as_given(kernel))
@@ -134,6 +147,7 @@ impl KernelCache {
         match decide(kernel, bytes) {
             Decision::Extracted(vmlinux) => {
                 self.write_atomically(&vmlinux_path, &vmlinux)?;
+                self.evict_least_recently_used(&vmlinux_path);
                 Ok(PreparedKernel { path: vmlinux_path, entry: BootEntry::Pvh })
             }
             Decision::AsGiven { reason } => {
@@ -141,6 +155,33 @@ impl KernelCache {
                 Ok(PreparedKernel::as_given(kernel))
             }
             Decision::PvhAsGiven => Ok(PreparedKernel { path: kernel.to_path_buf(), entry: BootEntry::Pvh }),
+        }
+    }
+
+    /// Removes all but the [`KEPT_VMLINUX`] most recently used vmlinux files (never `just_written`),
+    /// and temporary files a crash left. Failures are logged: the cache still works, only bigger.
+    fn evict_least_recently_used(&self, just_written: &Path) {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) => return warn!(dir = %self.dir.display(), %error, "cannot list the kernel cache to trim it"),
+        };
+        let now = SystemTime::now();
+        let mut vmlinux = Vec::new();
+        for entry in entries.flatten() {
+            let (path, name) = (entry.path(), entry.file_name());
+            let modified = entry.metadata().and_then(|metadata| metadata.modified()).unwrap_or(now);
+            let name = name.to_string_lossy();
+            if name.ends_with(".vmlinux") && path != just_written {
+                vmlinux.push((modified, path));
+            } else if name.starts_with(".partial-")
+                && now.duration_since(modified).unwrap_or_default() > STRAY_PARTIAL_AGE
+            {
+                remove(&path);
+            }
+        }
+        vmlinux.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+        for (_, path) in vmlinux.iter().skip(KEPT_VMLINUX.saturating_sub(1)) {
+            remove(path);
         }
     }
 
@@ -182,6 +223,26 @@ fn decide(kernel: &Path, bytes: &[u8]) -> Decision {
             warn!(kernel = %kernel.display(), %reason, "booting the kernel as given");
             Decision::AsGiven { reason }
         }
+    }
+}
+
+/// Whether `path` is a file, and if so, records that it was just used (its mtime) for eviction.
+fn mark_used(path: &Path) -> bool {
+    match File::options().write(true).open(path) {
+        Ok(file) => {
+            if let Err(error) = file.set_modified(SystemTime::now()) {
+                debug!(path = %path.display(), %error, "cannot mark a cached kernel as used");
+            }
+            true
+        }
+        Err(_) => path.is_file(),
+    }
+}
+
+fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => debug!(path = %path.display(), "removed from the kernel cache"),
+        Err(error) => warn!(path = %path.display(), %error, "cannot remove from the kernel cache"),
     }
 }
 
@@ -267,10 +328,10 @@ mod tests {
         assert_eq!(mode(&s.cache_dir), 0o700);
         assert_eq!(cache_files(&s.cache_dir).len(), 1, "no temporary file is left behind");
 
-        // A fresh memo finds the file by the kernel's hash and leaves it alone.
-        let written = fs::metadata(&prepared.path).unwrap().modified().unwrap();
+        // A fresh memo finds the file by the kernel's hash and does not write it again.
+        let written = fs::metadata(&prepared.path).unwrap().ino();
         assert_eq!(KernelCache::new(&s.cache_dir).prepare(&s.kernel).unwrap(), prepared);
-        assert_eq!(fs::metadata(&prepared.path).unwrap().modified().unwrap(), written);
+        assert_eq!(fs::metadata(&prepared.path).unwrap().ino(), written);
     }
 
     #[test]
@@ -340,6 +401,46 @@ mod tests {
         fs::remove_dir_all(&s.cache_dir).unwrap();
         assert_eq!(cache.prepare(&s.kernel).unwrap(), first);
         assert!(first.path.is_file());
+    }
+
+    #[test]
+    fn only_the_most_recently_used_kernels_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = KernelCache::new(tmp.path().join("kernels"));
+        // Distinct kernels: each vmlinux differs in its entry address.
+        let kernels: Vec<PathBuf> = (0..=KEPT_VMLINUX as u32)
+            .map(|n| {
+                let path = tmp.path().join(format!("vmlinuz-{n}"));
+                fs::write(&path, bzimage(&compress(Compression::Gzip, &elf(Some(ENTRY + n))))).unwrap();
+                path
+            })
+            .collect();
+        let first = cache.prepare(&kernels[0]).unwrap();
+        let mut prepared = vec![first.clone()];
+        for kernel in &kernels[1..KEPT_VMLINUX] {
+            prepared.push(cache.prepare(kernel).unwrap());
+        }
+        // The first is used again, so the second is now the least recently used.
+        let past = SystemTime::now() - Duration::from_secs(60);
+        for (age, kernel) in prepared.iter().enumerate() {
+            File::options()
+                .write(true)
+                .open(&kernel.path)
+                .unwrap()
+                .set_modified(past + Duration::from_secs(age as u64))
+                .unwrap();
+        }
+        assert_eq!(cache.prepare(&kernels[0]).unwrap(), first);
+        let last = cache.prepare(&kernels[KEPT_VMLINUX]).unwrap();
+
+        let kept: Vec<String> =
+            cache_files(cache.dir()).into_iter().filter(|name| name.ends_with(".vmlinux")).collect();
+        assert_eq!(kept.len(), KEPT_VMLINUX, "{kept:?}");
+        assert!(first.path.is_file() && last.path.is_file());
+        assert!(!prepared[1].path.exists(), "the least recently used kernel went");
+        // And comes back when needed.
+        assert_eq!(cache.prepare(&kernels[1]).unwrap(), prepared[1]);
+        assert!(prepared[1].path.is_file());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! cache. Nothing here boots QEMU: every end-to-end test boots its guest through this path.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -52,10 +52,10 @@ fn the_test_guest_kernel_is_extracted_once_and_entered_through_pvh() {
 
     // Again, from the memo and then from a fresh cache that must hash the kernel: the same file,
     // not rewritten.
-    let written = fs::metadata(&prepared.path).unwrap().modified().unwrap();
+    let written = fs::metadata(&prepared.path).unwrap().ino();
     assert_eq!(cache.prepare(&kernel).unwrap(), prepared);
     assert_eq!(KernelCache::new(&cache_dir).prepare(&kernel).unwrap(), prepared);
-    assert_eq!(fs::metadata(&prepared.path).unwrap().modified().unwrap(), written);
+    assert_eq!(fs::metadata(&prepared.path).unwrap().ino(), written);
     assert_eq!(fs::read_dir(&cache_dir).unwrap().count(), 1, "one file in the cache, no leftovers");
 
     // The extracted vmlinux given directly is booted as it is, through PVH.
