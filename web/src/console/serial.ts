@@ -5,14 +5,11 @@
 
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
-import { closeReason, type ConsoleOptions, statusBar } from "./status";
+import { barButton, closeReason, type ConsoleOptions, statusBar } from "./status";
 
 export function mountSerialConsole(container: HTMLElement, opts: ConsoleOptions): () => void {
   const { bar, set } = statusBar();
-  const reconnect = document.createElement("button");
-  reconnect.type = "button";
-  reconnect.className = "secondary";
-  reconnect.textContent = "Reconnect";
+  const reconnect = barButton("Reconnect", () => connect());
   reconnect.hidden = true;
   const hint = document.createElement("span");
   hint.className = "hint";
@@ -85,7 +82,6 @@ export function mountSerialConsole(container: HTMLElement, opts: ConsoleOptions)
       reconnect.hidden = false;
     };
   };
-  reconnect.addEventListener("click", connect);
 
   let frame = 0;
   const refit = () => {

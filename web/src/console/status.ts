@@ -15,7 +15,6 @@ export function statusBar(): {
 } {
   const bar = document.createElement("div");
   bar.className = "console-bar";
-  bar.style.cssText = "display:flex;flex-wrap:wrap;align-items:center;gap:0.5rem;margin-bottom:0.5rem";
   const status = document.createElement("span");
   status.className = "console-status";
   status.dataset["testid"] = "console-status";
@@ -27,6 +26,16 @@ export function statusBar(): {
   };
   set("connecting");
   return { bar, set };
+}
+
+/** A button of the status bar (hidden or disabled until the console's state calls for it). */
+export function barButton(text: string, onClick: () => void): HTMLButtonElement {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "secondary";
+  button.textContent = text;
+  button.addEventListener("click", onClick);
+  return button;
 }
 
 /** Why a WebSocket closed, in words for the status line. */

@@ -2,19 +2,16 @@
 // relays from QEMU's VNC server. The page mounts this only while the VM has a QEMU.
 
 import RFB from "@novnc/novnc";
-import { type ConsoleOptions, statusBar } from "./status";
+import { barButton, type ConsoleOptions, statusBar } from "./status";
 
 export function mountVncConsole(container: HTMLElement, opts: ConsoleOptions): () => void {
   const { bar, set } = statusBar();
-  const cad = document.createElement("button");
-  cad.type = "button";
-  cad.className = "secondary";
-  cad.textContent = "Send Ctrl+Alt+Del";
+  const cad = barButton("Send Ctrl+Alt+Del", () => {
+    rfb?.sendCtrlAltDel();
+    rfb?.focus();
+  });
   cad.disabled = true;
-  const reconnect = document.createElement("button");
-  reconnect.type = "button";
-  reconnect.className = "secondary";
-  reconnect.textContent = "Reconnect";
+  const reconnect = barButton("Reconnect", () => connect());
   reconnect.hidden = true;
   bar.append(cad, reconnect);
 
@@ -62,11 +59,6 @@ export function mountVncConsole(container: HTMLElement, opts: ConsoleOptions): (
     });
   };
 
-  cad.addEventListener("click", () => {
-    rfb?.sendCtrlAltDel();
-    rfb?.focus();
-  });
-  reconnect.addEventListener("click", connect);
   connect();
 
   return () => {
