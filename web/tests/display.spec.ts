@@ -6,7 +6,10 @@ const vm = "webdisplay";
 
 test.beforeAll(async () => {
   await destroyVm(vm);
-  await api("POST", "/v1/vms", guestSpec(vm, { display: { vga: "std" } }));
+  // The kernel's log on the screen too (tty0); the shell stays on the serial line (ttyS0, last).
+  const spec = guestSpec(vm, { display: { vga: "std" } });
+  const boot = spec["boot"] as Record<string, unknown>;
+  await api("POST", "/v1/vms", { ...spec, boot: { ...boot, cmdline: "console=tty0 console=ttyS0" } });
   await api("POST", `/v1/vms/${vm}/start`);
 });
 

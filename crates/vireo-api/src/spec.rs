@@ -86,6 +86,8 @@ pub struct BootSpec {
     /// Boot the kernel through its PVH entry when it has one: a bzImage whose payload is
     /// an ELF with a PVH note is unpacked once (cached by content hash) and QEMU loads the
     /// ELF, skipping the kernel's self-decompression. `false` boots the kernel as given.
+    /// A VM with a display boots the kernel as given anyway: the PVH entry tells the
+    /// kernel nothing about the screen, so its console could not show there.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     #[schema(default = true)]
     pub pvh: bool,
@@ -129,7 +131,7 @@ impl MachineSpec {
 }
 
 /// `auto`: qboot for a kernel booted directly (it does only what a kernel needs),
-/// SeaBIOS when the guest boots from a disk.
+/// SeaBIOS when the guest boots from a disk or has a display (qboot sets up no screen).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Firmware {

@@ -121,7 +121,7 @@ impl MachinePlan {
         let kernel = spec.boot.kernel.clone();
         let entry = if kernel.is_some() { BootEntry::Linux } else { BootEntry::Firmware };
         let firmware = match spec.machine.firmware {
-            Firmware::Auto if kernel.is_some() && caps.qboot => Firmware::Qboot,
+            Firmware::Auto if kernel.is_some() && spec.display.is_none() && caps.qboot => Firmware::Qboot,
             Firmware::Auto => Firmware::Seabios,
             chosen => chosen,
         };

@@ -221,6 +221,14 @@ async fn a_display_vm_speaks_rfb_through_the_websocket_and_keeps_its_display_ove
     // Saved and restored: the restored QEMU has the same devices (else the state would
     // not load) and a VNC server again.
     wait_for_log(&client, "screen", MARKER, BOOT_TIMEOUT).await;
+    // A display VM boots through SeaBIOS and the kernel's own entry, so the screen is
+    // set up: VGA text mode (720x400), not QEMU's 640x480 "not initialized" placeholder.
+    let shown: serde_json::Value =
+        serde_json::from_str(&daemon.cli_ok(&["vm", "show", "screen", "-o", "json"])).unwrap();
+    assert_eq!((shown["boot"]["entry"].as_str(), shown["boot"]["firmware"].as_str()), (Some("linux"), Some("seabios")));
+    let mut viewer = Rfb::new(vnc_over_unix(&daemon, "screen").await.expect("upgrade on the Unix socket"));
+    assert_eq!(viewer.handshake("screen").await, (720, 400), "the guest's VGA text screen");
+    drop(viewer);
     daemon.cli_ok(&["vm", "save", "screen"]);
     assert!(!socket.exists() || std::os::unix::net::UnixStream::connect(&socket).is_err(), "no VNC while saved");
     assert_eq!(refusal(vnc_over_tcp(&daemon, "screen").await), (409, ErrorCode::InvalidState), "saved");

@@ -59,7 +59,9 @@ impl VmManager {
     pub(super) async fn plan_machine(&self, spec: &VmSpec) -> Result<MachinePlan, QemuError> {
         let caps = self.probe.caps().await?;
         let plan = MachinePlan::new(spec, &caps);
-        let Some(kernel) = spec.boot.kernel.clone().filter(|_| spec.boot.pvh) else {
+        // With a display, the kernel is entered as given: through PVH it learns nothing of
+        // the screen and could not show its console there.
+        let Some(kernel) = spec.boot.kernel.clone().filter(|_| spec.boot.pvh && spec.display.is_none()) else {
             return Ok(plan);
         };
         let cache = self.kernels.clone();
