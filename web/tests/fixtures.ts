@@ -94,9 +94,12 @@ export async function api<T = unknown>(method: string, path: string, body?: unkn
   return parsed as T;
 }
 
+/** What the tests read of a VM (GET /v1/vms/{name}). */
 export interface Vm {
   name: string;
   state: string;
+  spec: { boot?: { cmdline?: string }; disks?: { volume?: string }[] };
+  nics: { mac: string; network: string; ip: string | null }[];
 }
 
 /** A spec for the test guest: TCG-friendly, 128 MiB, serial console on ttyS0. */

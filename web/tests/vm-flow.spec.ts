@@ -10,6 +10,10 @@ import { daemon, guest } from "./daemon";
 const vm = "webflow";
 // Snapshots live inside qcow2 images, so the VM gets a qcow2 volume as its disk.
 const disk = "webflow-disk";
+// A network of its own, for a NIC that gets an address (scripts/test-web.sh runs all
+// of this in a network namespace of its own).
+const network = "webflownet";
+const subnet = "10.241.18";
 
 test.describe.configure({ mode: "serial" });
 
@@ -20,6 +24,8 @@ test.beforeAll(async ({ browser }) => {
   await destroyVm(vm);
   await api("DELETE", `/v1/pools/default/volumes/${disk}`).catch(() => undefined);
   await api("POST", "/v1/pools/default/volumes", { name: disk, size: "64MiB", format: "qcow2" });
+  await api("DELETE", `/v1/networks/${network}`).catch(() => undefined);
+  await api("POST", "/v1/networks", { name: network, mode: "isolated", subnet: `${subnet}.0/24` });
   page = await browser.newPage({ baseURL: daemon.url });
   watch = new ConsoleWatch(page);
   await signIn(page);
@@ -31,6 +37,7 @@ test.afterAll(async () => {
   await page?.close();
   await destroyVm(vm);
   await api("DELETE", `/v1/pools/default/volumes/${disk}`).catch(() => undefined);
+  await api("DELETE", `/v1/networks/${network}`).catch(() => undefined);
 });
 
 const row = () => page.locator(`tr[data-vm="${vm}"]`);
@@ -51,6 +58,7 @@ test("create a VM through the form: the API's error shows at its field, then the
   await page.getByLabel("Initrd").fill(initrd);
   await page.getByLabel("Kernel command line").fill("console=ttyS0");
   await page.getByLabel("Disk").selectOption(`default/${disk}`);
+  await page.getByLabel("Network").selectOption(network);
 
   // What the daemon says of that name, to compare with what the form shows.
   const refusal = await api("POST", "/v1/vms", guestSpec("web flow")).then(
@@ -86,9 +94,10 @@ test("create a VM through the form: the API's error shows at its field, then the
   await expect(state()).toHaveText("stopped");
   await expect(name).toHaveCount(0);
 
-  const created = await api<{ spec: { disks: { volume?: string }[]; boot: { cmdline?: string } } }>("GET", `/v1/vms/${vm}`);
-  expect(created.spec.boot.cmdline).toBe("console=ttyS0");
-  expect(created.spec.disks.map((d) => d.volume)).toEqual([`default/${disk}`]);
+  const created = await api<Vm>("GET", `/v1/vms/${vm}`);
+  expect(created.spec.boot?.cmdline).toBe("console=ttyS0");
+  expect((created.spec.disks ?? []).map((d) => d.volume)).toEqual([`default/${disk}`]);
+  expect(created.nics.map((nic) => nic.network)).toEqual([network]);
 });
 
 test("the VM list shows the VM start without a reload", async () => {
@@ -172,6 +181,17 @@ test("the CPU chart draws the VM's samples", async () => {
     await expect(page.locator(`figure[data-testid="${chart}"]`)).toBeVisible();
   }
   await screenshot(page, "05-vm-detail-charts");
+});
+
+test("the summary shows the address the NIC leased", async () => {
+  const nic = page.locator("tr[data-mac]");
+  await expect(nic).toHaveCount(1);
+  await expect(nic).toContainText(network);
+  // The guest asks for DHCP once its NIC is up; no reload: the page looks again by itself.
+  await expect(nic).toContainText(new RegExp(`${subnet.replaceAll(".", "\\.")}\\.\\d+`), { timeout: 60_000 });
+  const leased = (await api<Vm>("GET", `/v1/vms/${vm}`)).nics[0]?.ip;
+  expect(leased).toBeTruthy();
+  await expect(nic).toContainText(leased ?? "");
 });
 
 test("a snapshot is created, listed and deleted", async () => {

@@ -1,6 +1,8 @@
 // VM summary `#/vms/{name}`: spec, disks, NICs and the charts of the last hour.
-// Data: the frame's GET /v1/vms/{name}; the charts poll GET /v1/vms/{name}/history.
+// Data: the frame's GET /v1/vms/{name} (again every 3 s while a NIC waits for its DHCP
+// lease); the charts poll GET /v1/vms/{name}/history.
 
+import { api } from "../api";
 import { empty, facts, h, row, table } from "../dom";
 import { time } from "../format";
 import type { Params } from "../router";
@@ -10,13 +12,36 @@ import { hasDisplay, vmFrame } from "./vm-frame";
 export async function vmSummaryPage(main: HTMLElement, params: Params, signal: AbortSignal): Promise<void> {
   const name = params["name"] ?? "";
   const details = h("div", {});
-  const frame = await vmFrame(main, name, "summary", signal, (vm) => details.replaceChildren(...describe(vm)));
-  details.replaceChildren(...describe(frame.vm));
+  let latest: Vm | null = null;
+  const show = (vm: Vm) => {
+    latest = vm;
+    details.replaceChildren(...describe(vm));
+  };
+  const frame = await vmFrame(main, name, "summary", signal, show);
+  show(frame.vm);
+  watchLeases(name, () => latest, show, signal);
   const charts = h("div", { class: "charts" });
   frame.body.append(details, section("Activity", h("p", { class: "hint" }, "The last hour, sampled by the daemon."), charts));
   // uPlot is only needed here: loading it with the page keeps it out of the first load.
   const { mountCharts } = await import("../charts");
   if (!signal.aborted) mountCharts(charts, name, signal);
+}
+
+const LEASE_POLL_MS = 3000;
+
+/**
+ * A DHCP lease comes with no event: while the running VM has a NIC without an address,
+ * look at the VM again every few seconds so the address shows when the guest gets one.
+ */
+function watchLeases(name: string, latest: () => Vm | null, show: (vm: Vm) => void, signal: AbortSignal): void {
+  const timer = setInterval(() => {
+    const vm = latest();
+    if (vm === null || vm.state !== "running" || vm.nics.every((nic) => nic.ip)) return;
+    api.vm(name, signal).then(show, () => {
+      // Gone or unreachable: the frame reports that from the event stream.
+    });
+  }, LEASE_POLL_MS);
+  signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
 
 function section(title: string, ...content: Node[]): HTMLElement {
