@@ -67,6 +67,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     });
     let state = AppState::new(manager);
     let api = router(state.clone());
+    // Every listener is bound before any serves: once the Unix socket answers, the
+    // TCP ones do too (scripts and tests wait on the socket), and a port already
+    // taken stops the daemon before it accepts anything.
+    let tcp = bind_tcp(opts.listen).await?;
+    let metrics = bind_tcp(opts.metrics_listen).await?;
     let unix = bind_unix_socket(&opts.socket)?;
     tracing::info!(socket = %opts.socket.display(), data_dir = %opts.data_dir.display(), "serving");
     let mut servers = tokio::task::JoinSet::new();
@@ -74,18 +79,17 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let unix_app =
         observed(vireo_web::router().merge(api.clone()), audit.clone()).into_make_service_with_connect_info::<Peer>();
     servers.spawn(axum::serve(unix, unix_app).with_graceful_shutdown(shutdown_signal()).into_future());
-    if let Some(addr) = opts.listen {
-        let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    if let (Some(tcp), Some(addr)) = (tcp, opts.listen) {
         tracing::info!(%addr, "serving on TCP (bearer token required)");
         // Outside the token check, so refused calls are logged and audited too.
         let api = api.layer(from_fn_with_state(token, require_token));
         let app = observed(vireo_web::router().merge(api), audit).into_make_service_with_connect_info::<Peer>();
         servers.spawn(axum::serve(tcp, app).with_graceful_shutdown(shutdown_signal()).into_future());
     }
-    if let Some(addr) = opts.metrics_listen {
-        let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    if let (Some(metrics), Some(addr)) = (metrics, opts.metrics_listen) {
         tracing::info!(%addr, "serving metrics on TCP (read-only, no token)");
-        servers.spawn(axum::serve(tcp, metrics_router(state)).with_graceful_shutdown(shutdown_signal()).into_future());
+        servers
+            .spawn(axum::serve(metrics, metrics_router(state)).with_graceful_shutdown(shutdown_signal()).into_future());
     }
     while let Some(result) = servers.join_next().await {
         result.context("API server task failed")?.context("API server failed")?;
@@ -93,6 +97,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&opts.socket);
     tracing::info!("stopped; VMs keep running");
     Ok(())
+}
+
+async fn bind_tcp(addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(Some(listener))
 }
 
 fn create_private_dir(path: &Path) -> anyhow::Result<()> {
