@@ -14,7 +14,7 @@ use vireo_api::{Accel, BootStatus, ByteSize, DiskFormat, StopRequest, VmSpec, Vo
 use vireo_client::Client;
 
 use crate::daemon::PrivateDaemon;
-use crate::procfs;
+use crate::process_info;
 use crate::stats::{Summary, ms};
 
 pub const MARKER: &str = "VIREO-TEST-GUEST-READY";
@@ -409,7 +409,7 @@ pub(crate) async fn vireo_until_marker(
     let name = spec.name.as_str();
     client.create_vm(spec).await.with_context(|| format!("cannot define {name}"))?;
     let me = std::process::id();
-    let cpu_before = (procfs::cpu_time(daemon.pid), procfs::cpu_time(me));
+    let cpu_before = (process_info::cpu_time(daemon.pid), process_info::cpu_time(me));
     let wall_start = SystemTime::now();
     let start = Instant::now();
     let vm = client.start_vm(name).await.with_context(|| format!("cannot start {name}"))?;
@@ -426,12 +426,12 @@ pub(crate) async fn vireo_until_marker(
         (start.elapsed(), SeenIn::Console)
     };
     let cpu = CpuUse {
-        qemu_ms: vm.pid.and_then(procfs::cpu_time).map(ms),
-        daemon_ms: since(cpu_before.0, procfs::cpu_time(daemon.pid)),
-        bench_ms: since(cpu_before.1, procfs::cpu_time(me)),
+        qemu_ms: vm.pid.and_then(process_info::cpu_time).map(ms),
+        daemon_ms: since(cpu_before.0, process_info::cpu_time(daemon.pid)),
+        bench_ms: since(cpu_before.1, process_info::cpu_time(me)),
     };
     let _ = console.close().await;
-    let argv = vm.pid.map(procfs::cmdline).unwrap_or_default();
+    let argv = vm.pid.map(process_info::cmdline).unwrap_or_default();
     // `cont` and its reply were logged before start returned.
     let qmp_log = daemon.data_dir.join("vms").join(name).join("qmp.log");
     let phases = std::fs::read_to_string(&qmp_log).ok().and_then(|log| phases(&log, wall_start, seen_at));
@@ -462,7 +462,7 @@ pub(crate) async fn plain_run(qemu: &Path, guest: &Guest) -> anyhow::Result<Plai
     let mut stdout = child.stdout.take().context("no stdout")?;
     let found = tokio::time::timeout(BOOT_TIMEOUT, read_until(&mut stdout, MARKER.as_bytes())).await;
     let elapsed = start.elapsed();
-    let qemu_cpu_ms = child.id().and_then(procfs::cpu_time).map(ms);
+    let qemu_cpu_ms = child.id().and_then(process_info::cpu_time).map(ms);
     let _ = child.kill().await;
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {

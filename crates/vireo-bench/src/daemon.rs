@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use vireo_api::{StopRequest, VmState};
 use vireo_client::{Client, Endpoint};
 
-use crate::procfs;
+use crate::process_info;
 
 /// How long the daemon may take to answer its first request.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,7 +116,7 @@ impl PrivateDaemon {
 
     /// The daemon's resident set (`VmRSS` of /proc/PID/status), in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        procfs::rss_kib(self.pid).context("cannot read the daemon's VmRSS")
+        process_info::rss_kib(self.pid).context("cannot read the daemon's VmRSS")
     }
 
     /// Force-stops every VM that has a process, then stops the daemon (SIGTERM, SIGKILL after a grace period).
@@ -179,12 +179,12 @@ impl QemuReaper {
         let mut killed = 0;
         for entry in entries.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            let argv = procfs::cmdline(pid);
+            let argv = process_info::cmdline(pid);
             let is_qemu = argv.first().is_some_and(|exe| exe.rsplit('/').next().unwrap_or(exe).starts_with("qemu"));
             if !is_qemu {
                 continue;
             }
-            let ours = argv.iter().any(|arg| arg.contains(&needle)) || procfs::parent_pid(pid) == Some(me);
+            let ours = argv.iter().any(|arg| arg.contains(&needle)) || process_info::parent_pid(pid) == Some(me);
             if ours && kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
                 killed += 1;
             }

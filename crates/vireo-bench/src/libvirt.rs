@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::boot::Guest;
-use crate::procfs;
+use crate::process_info;
 
 /// How long libvirtd may take to answer, including its first probe of QEMU's capabilities
 /// (several seconds under TCG).
@@ -208,7 +208,7 @@ impl PrivateLibvirtd {
 
     /// libvirtd's resident set (`VmRSS`), in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        procfs::rss_kib(self.pid).context("cannot read libvirtd's VmRSS")
+        process_info::rss_kib(self.pid).context("cannot read libvirtd's VmRSS")
     }
 
     /// The version libvirtd reports (`virsh version --daemon`).
@@ -289,11 +289,14 @@ impl Drop for OrphanReaper {
 /// Reaps every exited QEMU whose parent is this process and which left its session.
 fn reap_adopted_qemus() {
     let me = std::process::id();
-    let session = procfs::session_id(me);
+    let session = process_info::session_id(me);
     let Ok(entries) = std::fs::read_dir("/proc") else { return };
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if procfs::parent_pid(pid) != Some(me) || procfs::session_id(pid) == session || !procfs::has_exited(pid) {
+        if process_info::parent_pid(pid) != Some(me)
+            || process_info::session_id(pid) == session
+            || !process_info::has_exited(pid)
+        {
             continue;
         }
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();

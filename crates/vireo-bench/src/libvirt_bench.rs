@@ -32,7 +32,7 @@ use crate::libvirt::{self, Domain, PrivateLibvirtd, VirshShell};
 use crate::snapshots::{self, Op};
 use crate::start_marker::{self, LibvirtRun, Side, StartMarker, StartRound};
 use crate::stats::{Summary, ms};
-use crate::{plain, procfs};
+use crate::{plain, process_info};
 
 /// Start → marker, vireo's defaults ≤ this × libvirt's defaults (median of the pairwise ratios).
 pub const TARGET_START: f64 = 0.7;
@@ -424,7 +424,7 @@ impl Sides<'_> {
         let returned = start.elapsed();
         let seen = console.marker().await?;
         let pid = libvirtd.qemu_pid(name).context("libvirt names no pid for the domain's QEMU")?;
-        let qemu_cpu_ms = procfs::cpu_time(pid).map(ms);
+        let qemu_cpu_ms = process_info::cpu_time(pid).map(ms);
         let destroy = cli_timing::timed_destroy(libvirtd.virsh_command(&["destroy", name]), pid)
             .await
             .with_context(|| format!("virsh destroy {name}"))?;

@@ -31,7 +31,7 @@ mod machine;
 mod metrics;
 mod migration;
 mod plain;
-mod procfs;
+mod process_info;
 mod qmp;
 mod report;
 mod scale;

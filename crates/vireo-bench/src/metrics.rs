@@ -17,7 +17,7 @@ use vireo_client::Client;
 
 use crate::boot::{self, Guest, VolumeDisk};
 use crate::daemon::PrivateDaemon;
-use crate::procfs;
+use crate::process_info;
 use crate::stats::{Summary, ms};
 
 /// Each guest: the test guest with less memory than section 1's, and a small empty disk.
@@ -101,7 +101,7 @@ pub async fn run(
     scrape(addr).await?;
     list_latencies(&client, 1, guests).await?;
 
-    let cpu = || procfs::cpu_time(daemon.pid).context("cannot read the daemon's CPU time");
+    let cpu = || process_info::cpu_time(daemon.pid).context("cannot read the daemon's CPU time");
     let (idle_before, idle_started) = (cpu()?, Instant::now());
     tokio::time::sleep(IDLE_WINDOW).await;
     let idle_cpu_ms_per_s = ms(cpu()? - idle_before) / idle_started.elapsed().as_secs_f64();

@@ -16,7 +16,7 @@ use vireo_client::Client;
 use crate::boot::{self, Guest, VolumeDisk};
 use crate::daemon::PrivateDaemon;
 use crate::plain::{self, Incoming, PlainQemu, QMP_TIMEOUT};
-use crate::procfs;
+use crate::process_info;
 use crate::qmp::is_event;
 use crate::stats::{Summary, ms};
 
@@ -101,7 +101,7 @@ pub struct QemuCpu {
 
 impl QemuCpu {
     fn of(pid: Option<u32>) -> Option<QemuCpu> {
-        let (user, system) = procfs::cpu_split(pid?)?;
+        let (user, system) = process_info::cpu_split(pid?)?;
         Some(QemuCpu { user_ms: ms(user), system_ms: ms(system) })
     }
 }
@@ -423,7 +423,7 @@ fn expect_state(state: VmState, wanted: VmState, op: &str) -> anyhow::Result<()>
 async fn exit_time(pid: u32) -> Option<f64> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline {
-        if procfs::has_exited(pid) {
+        if process_info::has_exited(pid) {
             return Some(wall_ms());
         }
         tokio::time::sleep(Duration::from_millis(1)).await;

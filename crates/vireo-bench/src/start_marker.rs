@@ -35,7 +35,7 @@ use crate::daemon::PrivateDaemon;
 use crate::libvirt_bench::Versus;
 use crate::qmp::RawQmp;
 use crate::stats::{Summary, ms, shuffle};
-use crate::{cli_timing, procfs};
+use crate::{cli_timing, process_info};
 
 /// How long the QEMU run by hand may take to answer QMP.
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -402,7 +402,7 @@ pub async fn by_hand_run(qemu: &Path, vireo_argv: &[String], scratch: &Path) -> 
             Ok(Err(_)) => bail!("QEMU closed the console before the marker"),
             Err(_) => bail!("no marker within {BOOT_TIMEOUT:?}"),
         };
-        let qemu_cpu_ms = child.id().and_then(procfs::cpu_time).map(ms);
+        let qemu_cpu_ms = child.id().and_then(process_info::cpu_time).map(ms);
         Ok(ByHandRun { qmp_ready_ms: ms(qmp_ready), running_ms: ms(running), marker_ms: ms(marker), qemu_cpu_ms })
     };
     let outcome: anyhow::Result<ByHandRun> = timed.await;

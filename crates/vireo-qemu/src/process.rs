@@ -432,27 +432,23 @@ fn cmdline_has_pidfile(cmdline: &[u8], pid_file: &Path) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 struct ProcStat {
     state: char,
-    /// User + system CPU time (fields 14 and 15), in clock ticks.
+    /// User + system CPU time, in clock ticks.
     cpu_ticks: u64,
     start_ticks: u64,
 }
 
+impl From<procfs::process::Stat> for ProcStat {
+    fn from(stat: procfs::process::Stat) -> ProcStat {
+        ProcStat { state: stat.state, cpu_ticks: stat.utime + stat.stime, start_ticks: stat.starttime }
+    }
+}
+
+fn proc_process(pid: u32) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
+}
+
 fn read_proc_stat(pid: u32) -> Option<ProcStat> {
-    read_stat_file(&format!("/proc/{pid}/stat"))
-}
-
-fn read_stat_file(path: &str) -> Option<ProcStat> {
-    parse_proc_stat(&std::fs::read_to_string(path).ok()?)
-}
-
-/// `pid (comm) state ppid … utime stime … starttime …`: comm may hold spaces and
-/// parentheses, so fields are counted from the last `)` (field 3, the state, first).
-fn parse_proc_stat(text: &str) -> Option<ProcStat> {
-    let after_comm = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-    let state = fields.first()?.chars().next()?;
-    Some(ProcStat { state, cpu_ticks: field(14)? + field(15)?, start_ticks: field(22)? })
+    proc_process(pid)?.stat().ok().map(ProcStat::from)
 }
 
 /// What the host kernel says about a running QEMU (or any process).
@@ -467,16 +463,16 @@ pub struct ProcessUsage {
 }
 
 fn ticks_per_second() -> f64 {
-    rustix::param::clock_ticks_per_second().max(1) as f64
+    procfs::ticks_per_second().max(1) as f64
 }
 
 /// CPU time, memory and age of process `pid`; `None` once it is gone.
 pub fn process_usage(pid: u32) -> Option<ProcessUsage> {
-    let stat = read_proc_stat(pid)?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib: u64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
-    let boot_uptime: f64 = std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    use procfs::Current;
+    let process = proc_process(pid)?;
+    let stat = ProcStat::from(process.stat().ok()?);
+    let rss_kib = process.status().ok()?.vmrss?;
+    let boot_uptime = procfs::Uptime::current().ok()?.uptime;
     let per_second = ticks_per_second();
     Some(ProcessUsage {
         cpu_seconds: stat.cpu_ticks as f64 / per_second,
@@ -487,21 +483,13 @@ pub fn process_usage(pid: u32) -> Option<ProcessUsage> {
 
 /// CPU time of thread `tid` of process `pid` (e.g. a vCPU thread), in seconds.
 pub fn thread_cpu_seconds(pid: u32, tid: u32) -> Option<f64> {
-    let stat = read_stat_file(&format!("/proc/{pid}/task/{tid}/stat"))?;
-    Some(stat.cpu_ticks as f64 / ticks_per_second())
+    let task = proc_process(pid)?.task_from_tid(i32::try_from(tid).ok()?).ok()?;
+    Some(ProcStat::from(task.stat().ok()?).cpu_ticks as f64 / ticks_per_second())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn proc_stat_survives_odd_process_names() {
-        let line = "4242 (qemu) (x y)) S 1 4242 4242 0 -1 4194560 9 0 0 0 1 2 0 0 20 0 5 0 987654 1 2 3\n";
-        assert_eq!(parse_proc_stat(line), Some(ProcStat { state: 'S', cpu_ticks: 3, start_ticks: 987654 }));
-        assert_eq!(parse_proc_stat("garbage"), None);
-        assert_eq!(parse_proc_stat("1 (x) R 0"), None);
-    }
 
     #[test]
     fn own_usage_is_visible() {
