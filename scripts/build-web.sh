@@ -3,7 +3,7 @@
 # embeds web/dist at compile time (crates/vireo-web), so building Vireo needs no node.
 # Run this after changing anything under web/src and commit web/dist with it.
 #
-#   scripts/build-web.sh            typecheck, then rebuild web/dist
+#   scripts/build-web.sh            typecheck (app and browser tests), then rebuild web/dist
 #   scripts/build-web.sh --check    typecheck, build into a temporary directory and fail
 #                                   if web/dist differs from it (CI: dist is stale)
 #
@@ -26,6 +26,8 @@ if [[ ! -d node_modules || package-lock.json -nt node_modules ]]; then
 fi
 
 npx --no-install tsc --noEmit
+# The browser tests too: Playwright only strips their types, it never checks them.
+npx --no-install tsc --noEmit -p tests
 
 if ! $check; then
   node build.mjs
