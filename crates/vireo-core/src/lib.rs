@@ -18,6 +18,6 @@ pub use accel::{AccelChoice, AccelError, HostAccelFacts};
 pub use spec::{SpecContext, SpecError, parse_spec_json, parse_spec_toml, validate_spec};
 pub use state::{Action, InvalidTransition, VmState};
 pub use store::{
-    DiskPorts, EventRecord, NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError,
-    VmRecord, VolumeRecord,
+    Change, DiskPorts, EventRecord, NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store,
+    StoreError, VmRecord, VmWrite, VolumeRecord,
 };

@@ -151,55 +151,119 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// A VM written together with the events that report it (see [`Store::write_vm`]).
+#[derive(Clone, Copy, Debug)]
+pub enum VmWrite<'a> {
+    /// A new VM; fails with `Exists` if the name is taken.
+    Insert(&'a VmRecord),
+    /// Replaces the VM if its stored revision still equals the record's `revision`.
+    Update(&'a VmRecord),
+}
+
+/// Any other change, applied together with the events that report it (see [`Store::apply`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    /// The VM and its snapshot records.
+    DeleteVm(&'a str),
+    InsertPool(&'a PoolRecord),
+    /// A pool that holds no volumes.
+    DeletePool(&'a str),
+    InsertVolume(&'a VolumeRecord),
+    DeleteVolume {
+        pool: &'a str,
+        name: &'a str,
+    },
+    InsertSnapshot(&'a SnapshotRecord),
+    DeleteSnapshot {
+        vm: &'a str,
+        name: &'a str,
+    },
+    InsertNetwork(&'a NetworkRecord),
+    DeleteNetwork(&'a str),
+}
+
+/// Writes go through two methods, [`Store::write_vm`] and [`Store::apply`],
+/// each of which stores a change with the events that report it in one
+/// transaction: after a crash, no event tells of a change that was not made,
+/// and no change lacks its event. The rest of the writes are shorthands for
+/// them without events.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Stores a new VM; fails with `Exists` if the name is taken. Returns the record's revision.
-    async fn insert_vm(&self, record: &VmRecord) -> Result<u64, StoreError>;
-    async fn get_vm(&self, name: &str) -> Result<Option<VmRecord>, StoreError>;
-    /// All VMs, ordered by name.
-    async fn list_vms(&self) -> Result<Vec<VmRecord>, StoreError>;
-    /// Replaces a VM if its stored revision still equals `record.revision`; returns the new revision.
-    async fn update_vm(&self, record: &VmRecord) -> Result<u64, StoreError>;
-    /// `update_vm` and `append_event` of each of `events` in one transaction:
-    /// a VM's change of state and the events that report it are stored together
-    /// or not at all. Returns the new revision and the events' ids, in order.
-    async fn update_vm_with_events(
+    /// Inserts or updates a VM and appends each of `events`, in one transaction:
+    /// both or neither. Returns the VM's new revision and the events' ids, in
+    /// order. In the same transaction the oldest events go so that at most
+    /// `retain` remain.
+    async fn write_vm(
         &self,
-        record: &VmRecord,
+        write: VmWrite<'_>,
         events: &[EventRecord],
         retain: u64,
     ) -> Result<(u64, Vec<u64>), StoreError>;
-    /// Deletes the VM and its snapshot records.
-    async fn delete_vm(&self, name: &str) -> Result<(), StoreError>;
+    /// Applies `change` and appends each of `events`, in one transaction: both
+    /// or neither. Returns the events' ids, in order.
+    async fn apply(&self, change: Change<'_>, events: &[EventRecord], retain: u64) -> Result<Vec<u64>, StoreError>;
 
-    async fn insert_pool(&self, pool: &PoolRecord) -> Result<(), StoreError>;
+    /// Stores a new VM; fails with `Exists` if the name is taken. Returns the record's revision.
+    async fn insert_vm(&self, record: &VmRecord) -> Result<u64, StoreError> {
+        Ok(self.write_vm(VmWrite::Insert(record), &[], 0).await?.0)
+    }
+    /// Replaces a VM if its stored revision still equals `record.revision`; returns the new revision.
+    async fn update_vm(&self, record: &VmRecord) -> Result<u64, StoreError> {
+        Ok(self.write_vm(VmWrite::Update(record), &[], 0).await?.0)
+    }
+    /// Deletes the VM and its snapshot records.
+    async fn delete_vm(&self, name: &str) -> Result<(), StoreError> {
+        self.apply(Change::DeleteVm(name), &[], 0).await.map(drop)
+    }
+    async fn insert_pool(&self, pool: &PoolRecord) -> Result<(), StoreError> {
+        self.apply(Change::InsertPool(pool), &[], 0).await.map(drop)
+    }
+    /// Deletes a pool that holds no volumes.
+    async fn delete_pool(&self, name: &str) -> Result<(), StoreError> {
+        self.apply(Change::DeletePool(name), &[], 0).await.map(drop)
+    }
+    async fn insert_volume(&self, volume: &VolumeRecord) -> Result<(), StoreError> {
+        self.apply(Change::InsertVolume(volume), &[], 0).await.map(drop)
+    }
+    async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), StoreError> {
+        self.apply(Change::DeleteVolume { pool, name }, &[], 0).await.map(drop)
+    }
+    async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError> {
+        self.apply(Change::InsertSnapshot(snapshot), &[], 0).await.map(drop)
+    }
+    async fn delete_snapshot(&self, vm: &str, name: &str) -> Result<(), StoreError> {
+        self.apply(Change::DeleteSnapshot { vm, name }, &[], 0).await.map(drop)
+    }
+    async fn insert_network(&self, network: &NetworkRecord) -> Result<(), StoreError> {
+        self.apply(Change::InsertNetwork(network), &[], 0).await.map(drop)
+    }
+    async fn delete_network(&self, name: &str) -> Result<(), StoreError> {
+        self.apply(Change::DeleteNetwork(name), &[], 0).await.map(drop)
+    }
+    /// Appends an event and returns its id; in the same transaction, the oldest
+    /// events go so that at most `retain` remain.
+    async fn append_event(&self, event: &EventRecord, retain: u64) -> Result<u64, StoreError>;
+
+    async fn get_vm(&self, name: &str) -> Result<Option<VmRecord>, StoreError>;
+    /// All VMs, ordered by name.
+    async fn list_vms(&self) -> Result<Vec<VmRecord>, StoreError>;
+
     async fn get_pool(&self, name: &str) -> Result<Option<PoolRecord>, StoreError>;
     async fn list_pools(&self) -> Result<Vec<PoolRecord>, StoreError>;
-    /// Deletes a pool that holds no volumes.
-    async fn delete_pool(&self, name: &str) -> Result<(), StoreError>;
 
-    async fn insert_volume(&self, volume: &VolumeRecord) -> Result<(), StoreError>;
     async fn get_volume(&self, pool: &str, name: &str) -> Result<Option<VolumeRecord>, StoreError>;
     /// Volumes of one pool, or of all pools; ordered by pool, then name.
     async fn list_volumes(&self, pool: Option<&str>) -> Result<Vec<VolumeRecord>, StoreError>;
     /// Replaces the stored capacity (after a resize).
     async fn set_volume_capacity(&self, pool: &str, name: &str, capacity_bytes: u64) -> Result<(), StoreError>;
-    async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), StoreError>;
 
-    async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError>;
     /// Snapshots of a VM, oldest first.
     async fn list_snapshots(&self, vm: &str) -> Result<Vec<SnapshotRecord>, StoreError>;
-    async fn delete_snapshot(&self, vm: &str, name: &str) -> Result<(), StoreError>;
 
-    async fn insert_network(&self, network: &NetworkRecord) -> Result<(), StoreError>;
     async fn get_network(&self, name: &str) -> Result<Option<NetworkRecord>, StoreError>;
     /// All networks, ordered by name.
     async fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError>;
-    async fn delete_network(&self, name: &str) -> Result<(), StoreError>;
 
-    /// Appends an event and returns its id; in the same transaction, the oldest
-    /// events go so that at most `retain` remain.
-    async fn append_event(&self, event: &EventRecord, retain: u64) -> Result<u64, StoreError>;
     /// Up to `limit` events in id order: those after `after`, or without it the
     /// latest ones; only `vm`'s if given.
     async fn list_events(

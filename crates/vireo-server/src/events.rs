@@ -1,13 +1,15 @@
 //! The event log: every state change and operation, stored and streamed.
 //!
-//! An event comes to be in one of two ways: `EventLog::emit` appends it to the
-//! store (which keeps the latest [`RETAINED_EVENTS`]); `EventLog::save_vm_state`
-//! stores a VM's new state and the events reporting it in one transaction, so a
-//! crash never leaves a state change unreported. Either then hands the events
-//! to the live subscribers through a broadcast channel. A [`Follower`] reads the
-//! stored events after a given id, then the live ones, so a stream resumed
-//! after an id has no gap and no duplicate. A follower that falls behind the
-//! channel is never waited for: it reads what it missed from the store.
+//! An event is stored with the change it reports, in one transaction, so a
+//! crash never leaves a change unreported nor reports one that was not made:
+//! `EventLog::save_vm_state` (a VM's new state), `EventLog::write_vm` and
+//! `EventLog::apply` (any other stored change). `EventLog::emit` appends an
+//! event alone, for the outcome of an operation of several steps (a revert,
+//! a migration). The store keeps the latest [`RETAINED_EVENTS`]. The events
+//! then go to the live subscribers through a broadcast channel. A [`Follower`]
+//! reads the stored events after a given id, then the live ones, so a stream
+//! resumed after an id has no gap and no duplicate. A follower that falls
+//! behind the channel is never waited for: it reads what it missed from the store.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Mutex, broadcast, watch};
 use vireo_api::{EventKind, VmState};
 use vireo_core::events::transition_events;
-use vireo_core::{EventRecord, Store, StoreError, VmRecord};
+use vireo_core::{Change, EventRecord, Store, StoreError, VmRecord, VmWrite};
 
 /// How many events the store keeps; older ones are deleted as new ones come.
 pub const RETAINED_EVENTS: u64 = 10_000;
@@ -55,8 +57,10 @@ impl EventLog {
         EventLog { store, live, order: Mutex::new(()), closed: watch::channel(false).0 }
     }
 
-    /// Records that `kind` happened (to `vm`, if it is about one). The change
-    /// it reports has happened already, so a store failure is logged, not returned.
+    /// Records that `kind` happened (to `vm`, if it is about one): for the outcome
+    /// of an operation of several steps (a revert, a migration, a take-over),
+    /// whose stored changes went with their own events. What it reports has
+    /// happened already, so a store failure is logged, not returned.
     pub async fn emit(&self, vm: Option<&str>, kind: EventKind) {
         let record = unsaved(vm, kind);
         let _order = self.order.lock().await;
@@ -68,17 +72,49 @@ impl EventLog {
 
     /// Stores `vm`, whose state was `from`, together with the events that report
     /// its change (see `transition_events`): both or neither. Returns the new revision.
-    pub async fn save_vm_state(&self, vm: &VmRecord, from: VmState) -> Result<u64, StoreError> {
+    /// `also`, the event of the operation that brought the change (a restore), is stored with them.
+    pub async fn save_vm_state(
+        &self,
+        vm: &VmRecord,
+        from: VmState,
+        also: Option<EventKind>,
+    ) -> Result<u64, StoreError> {
         let events: Vec<EventRecord> = transition_events(from, vm.state, vm.last_error.as_deref())
             .into_iter()
+            .chain(also)
             .map(|kind| unsaved(Some(&vm.name), kind))
             .collect();
+        self.write_vm_with(VmWrite::Update(vm), events).await
+    }
+
+    /// Inserts or updates a VM together with `kind`, the event that reports it:
+    /// both or neither. Returns the VM's new revision.
+    pub async fn write_vm(&self, write: VmWrite<'_>, kind: EventKind) -> Result<u64, StoreError> {
+        let (VmWrite::Insert(vm) | VmWrite::Update(vm)) = write;
+        self.write_vm_with(write, vec![unsaved(Some(&vm.name), kind)]).await
+    }
+
+    async fn write_vm_with(&self, write: VmWrite<'_>, events: Vec<EventRecord>) -> Result<u64, StoreError> {
         let _order = self.order.lock().await;
-        let (revision, ids) = self.store.update_vm_with_events(vm, &events, RETAINED_EVENTS).await?;
+        let (revision, ids) = self.store.write_vm(write, &events, RETAINED_EVENTS).await?;
+        self.broadcast_all(events, ids);
+        Ok(revision)
+    }
+
+    /// Applies `change` together with `kind`, the event that reports it (about
+    /// `vm`, if it is about one): both or neither.
+    pub async fn apply(&self, change: Change<'_>, vm: Option<&str>, kind: EventKind) -> Result<(), StoreError> {
+        let events = vec![unsaved(vm, kind)];
+        let _order = self.order.lock().await;
+        let ids = self.store.apply(change, &events, RETAINED_EVENTS).await?;
+        self.broadcast_all(events, ids);
+        Ok(())
+    }
+
+    fn broadcast_all(&self, events: Vec<EventRecord>, ids: Vec<u64>) {
         for (event, id) in events.into_iter().zip(ids) {
             self.broadcast(event, id);
         }
-        Ok(revision)
     }
 
     /// Hands a stored event to the live subscribers; called under `order`.

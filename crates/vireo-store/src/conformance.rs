@@ -6,8 +6,8 @@ use vireo_api::{
     Accel, BootEntry, BootStatus, ByteSize, DiskFormat, Firmware, NetworkMode, PoolType, SnapshotKind, VmSpec, VmState,
 };
 use vireo_core::{
-    EventRecord, NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord,
-    VolumeRecord,
+    Change, EventRecord, NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError,
+    VmRecord, VmWrite, VolumeRecord,
 };
 
 pub fn sample(name: &str) -> VmRecord {
@@ -39,6 +39,7 @@ pub async fn run(store: &dyn Store) {
     networks(store).await;
     events_keep_their_order_and_only_the_latest(store).await;
     a_state_change_and_its_events_are_stored_together(store).await;
+    a_change_and_its_events_are_stored_together(store).await;
     events_filter_by_vm_and_page_after_an_id(store).await;
 }
 
@@ -83,7 +84,7 @@ async fn a_state_change_and_its_events_are_stored_together(store: &dyn Store) {
     let before = store.list_events(None, None, 1).await.unwrap().last().map_or(0, |e| e.id);
     record.state = VmState::Starting;
     let events = [event(Some("t1"), "vm_state_changed"), event(Some("t1"), "vm_starting")];
-    let (revision, appended) = store.update_vm_with_events(&record, &events, 100).await.unwrap();
+    let (revision, appended) = store.write_vm(VmWrite::Update(&record), &events, 100).await.unwrap();
     assert_eq!(revision, record.revision + 1);
     assert_eq!(store.get_vm("t1").await.unwrap().unwrap().state, VmState::Starting);
     let stored = store.list_events(Some(before), None, 100).await.unwrap();
@@ -93,11 +94,40 @@ async fn a_state_change_and_its_events_are_stored_together(store: &dyn Store) {
     // A refused update appends nothing.
     let mut stale_write = stale;
     stale_write.state = VmState::Crashed;
-    let refused = store.update_vm_with_events(&stale_write, &[event(Some("t1"), "vm_crashed")], 100).await;
+    let refused = store.write_vm(VmWrite::Update(&stale_write), &[event(Some("t1"), "vm_crashed")], 100).await;
     assert!(matches!(refused, Err(StoreError::Conflict { .. })), "{refused:?}");
     assert_eq!(ids(&store.list_events(Some(before), None, 100).await.unwrap()), appended);
     assert_eq!(store.get_vm("t1").await.unwrap().unwrap().state, VmState::Starting);
     store.delete_vm("t1").await.unwrap();
+}
+
+async fn a_change_and_its_events_are_stored_together(store: &dyn Store) {
+    let before = store.list_events(None, None, 1).await.unwrap().last().map_or(0, |e| e.id);
+    let (_, created) =
+        store.write_vm(VmWrite::Insert(&sample("t2")), &[event(Some("t2"), "vm_created")], 100).await.unwrap();
+    let refused = store.write_vm(VmWrite::Insert(&sample("t2")), &[event(Some("t2"), "vm_created")], 100).await;
+    assert!(matches!(refused, Err(StoreError::Exists(_))), "{refused:?}");
+
+    let pool =
+        PoolRecord { name: "ev".into(), pool_type: PoolType::Dir, path: PathBuf::from("/srv/ev"), created_at_ms: 1 };
+    let added = store.apply(Change::InsertPool(&pool), &[event(None, "pool_created")], 100).await.unwrap();
+    assert_eq!(store.get_pool("ev").await.unwrap(), Some(pool.clone()));
+    // A refused change appends nothing.
+    let refused = store.apply(Change::InsertPool(&pool), &[event(None, "pool_created")], 100).await;
+    assert!(matches!(refused, Err(StoreError::ObjectExists { kind: ObjectKind::Pool, .. })), "{refused:?}");
+    let refused = store.apply(Change::DeleteNetwork("none"), &[event(None, "network_deleted")], 100).await;
+    assert!(matches!(refused, Err(StoreError::ObjectNotFound { kind: ObjectKind::Network, .. })), "{refused:?}");
+    let removed = store.apply(Change::DeletePool("ev"), &[event(None, "pool_deleted")], 100).await.unwrap();
+    store.apply(Change::DeleteVm("t2"), &[], 100).await.unwrap();
+
+    let stored = store.list_events(Some(before), None, 100).await.unwrap();
+    assert_eq!(ids(&stored), [created, added, removed].concat());
+    assert_eq!(
+        stored.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["vm_created", "pool_created", "pool_deleted"]
+    );
+    assert_eq!(store.get_pool("ev").await.unwrap(), None);
+    assert_eq!(store.get_vm("t2").await.unwrap(), None);
 }
 
 async fn events_filter_by_vm_and_page_after_an_id(store: &dyn Store) {

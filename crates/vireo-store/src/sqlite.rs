@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use vireo_api::VmState;
 use vireo_core::{
-    EventRecord, NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError, VmRecord,
-    VolumeRecord,
+    Change, EventRecord, NetworkRecord, ObjectKind, PoolRecord, RuntimeRecord, SnapshotRecord, Store, StoreError,
+    VmRecord, VmWrite, VolumeRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -142,6 +142,125 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), SqliteStoreError> {
         tx.commit().map_err(migrate_err)?;
     }
     Ok(())
+}
+
+fn insert_vm_in(conn: &Connection, record: &VmRecord) -> Result<u64, StoreError> {
+    let encoded = encode(record)?;
+    let inserted = conn
+        .execute(
+            "INSERT INTO vms (name, spec, state, runtime, created_at_ms, state_changed_at_ms, last_error, revision, disk_ports)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8) ON CONFLICT(name) DO NOTHING",
+            params![
+                record.name,
+                encoded.spec,
+                state_to_text(record.state),
+                encoded.runtime,
+                record.created_at_ms,
+                record.state_changed_at_ms,
+                record.last_error,
+                encoded.disk_ports,
+            ],
+        )
+        .map_err(backend)?;
+    if inserted == 0 {
+        return Err(StoreError::Exists(record.name.clone()));
+    }
+    Ok(1)
+}
+
+/// Every change but a VM's insert or update, inside the caller's transaction.
+fn apply_in(conn: &Connection, change: Change<'_>) -> Result<(), StoreError> {
+    match change {
+        Change::DeleteVm(name) => {
+            let deleted = conn.execute("DELETE FROM vms WHERE name = ?1", [name]).map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound(name.to_string()));
+            }
+            Ok(())
+        }
+        Change::InsertPool(pool) => {
+            let path = pool.path.to_string_lossy().into_owned();
+            conn.execute(
+                "INSERT INTO pools (name, type, path, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![pool.name, enum_to_text(&pool.pool_type)?, path, pool.created_at_ms],
+            )
+            .map_err(exists_or_backend(ObjectKind::Pool, pool.name.clone()))?;
+            Ok(())
+        }
+        Change::DeletePool(name) => {
+            let deleted = conn.execute("DELETE FROM pools WHERE name = ?1", [name]).map_err(backend)?;
+            not_found_unless_one(deleted, ObjectKind::Pool, name.to_string())
+        }
+        Change::InsertVolume(volume) => {
+            let (backing_pool, backing_name) = volume.backing.clone().unzip();
+            conn.execute(
+                "INSERT INTO volumes (pool, name, format, capacity_bytes, backing_pool, backing_name, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    volume.pool,
+                    volume.name,
+                    enum_to_text(&volume.format)?,
+                    to_sql_u64(volume.capacity_bytes)?,
+                    backing_pool,
+                    backing_name,
+                    volume.created_at_ms,
+                ],
+            )
+            .map_err(exists_or_backend(ObjectKind::Volume, format!("{}/{}", volume.pool, volume.name)))?;
+            Ok(())
+        }
+        Change::DeleteVolume { pool, name } => {
+            let deleted =
+                conn.execute("DELETE FROM volumes WHERE pool = ?1 AND name = ?2", [pool, name]).map_err(backend)?;
+            not_found_unless_one(deleted, ObjectKind::Volume, format!("{pool}/{name}"))
+        }
+        Change::InsertSnapshot(snapshot) => {
+            let spec = serde_json::to_string(&snapshot.spec).map_err(backend)?;
+            conn.execute(
+                "INSERT INTO snapshots (vm, name, kind, vm_state, spec, created_at_ms, disk_ports)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    snapshot.vm,
+                    snapshot.name,
+                    enum_to_text(&snapshot.kind)?,
+                    state_to_text(snapshot.vm_state),
+                    spec,
+                    snapshot.created_at_ms,
+                    serde_json::to_string(&snapshot.disk_ports).map_err(backend)?,
+                ],
+            )
+            .map_err(exists_or_backend(ObjectKind::Snapshot, format!("{}/{}", snapshot.vm, snapshot.name)))?;
+            Ok(())
+        }
+        Change::DeleteSnapshot { vm, name } => {
+            let deleted =
+                conn.execute("DELETE FROM snapshots WHERE vm = ?1 AND name = ?2", [vm, name]).map_err(backend)?;
+            not_found_unless_one(deleted, ObjectKind::Snapshot, format!("{vm}/{name}"))
+        }
+        Change::InsertNetwork(network) => {
+            conn.execute(
+                "INSERT INTO networks (name, mode, bridge, subnet, vlan, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    network.name,
+                    enum_to_text(&network.mode)?,
+                    network.bridge,
+                    network.subnet,
+                    network.vlan.map(i64::from),
+                    network.created_at_ms,
+                ],
+            )
+            .map_err(exists_or_backend(ObjectKind::Network, network.name.clone()))?;
+            Ok(())
+        }
+        Change::DeleteNetwork(name) => {
+            let deleted = conn.execute("DELETE FROM networks WHERE name = ?1", [name]).map_err(backend)?;
+            not_found_unless_one(deleted, ObjectKind::Network, name.to_string())
+        }
+    }
+}
+
+fn append_events_in(conn: &Connection, events: &[EventRecord], retain: u64) -> Result<Vec<u64>, StoreError> {
+    events.iter().map(|event| append_event_in(conn, event, retain)).collect()
 }
 
 /// The compare-and-swap update of a VM, inside the caller's connection or transaction.
@@ -317,29 +436,30 @@ fn to_sql_revision(revision: u64) -> Result<i64, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_vm(&self, record: &VmRecord) -> Result<u64, StoreError> {
-        let encoded = encode(record)?;
-        let conn = self.conn();
-        let inserted = conn
-            .execute(
-                "INSERT INTO vms (name, spec, state, runtime, created_at_ms, state_changed_at_ms, last_error, revision, disk_ports)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8) ON CONFLICT(name) DO NOTHING",
-                params![
-                    record.name,
-                    encoded.spec,
-                    state_to_text(record.state),
-                    encoded.runtime,
-                    record.created_at_ms,
-                    record.state_changed_at_ms,
-                    record.last_error,
-                    encoded.disk_ports,
-                ],
-            )
-            .map_err(backend)?;
-        if inserted == 0 {
-            return Err(StoreError::Exists(record.name.clone()));
-        }
-        Ok(1)
+    async fn write_vm(
+        &self,
+        write: VmWrite<'_>,
+        events: &[EventRecord],
+        retain: u64,
+    ) -> Result<(u64, Vec<u64>), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let revision = match write {
+            VmWrite::Insert(record) => insert_vm_in(&tx, record)?,
+            VmWrite::Update(record) => update_vm_in(&tx, record)?,
+        };
+        let ids = append_events_in(&tx, events, retain)?;
+        tx.commit().map_err(backend)?;
+        Ok((revision, ids))
+    }
+
+    async fn apply(&self, change: Change<'_>, events: &[EventRecord], retain: u64) -> Result<Vec<u64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        apply_in(&tx, change)?;
+        let ids = append_events_in(&tx, events, retain)?;
+        tx.commit().map_err(backend)?;
+        Ok(ids)
     }
 
     async fn get_vm(&self, name: &str) -> Result<Option<VmRecord>, StoreError> {
@@ -355,43 +475,6 @@ impl Store for SqliteStore {
         self.query(&format!("{SELECT_COLUMNS} ORDER BY name"), [], RawRow::read, RawRow::decode)
     }
 
-    async fn update_vm(&self, record: &VmRecord) -> Result<u64, StoreError> {
-        update_vm_in(&self.conn(), record)
-    }
-
-    async fn update_vm_with_events(
-        &self,
-        record: &VmRecord,
-        events: &[EventRecord],
-        retain: u64,
-    ) -> Result<(u64, Vec<u64>), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
-        let revision = update_vm_in(&tx, record)?;
-        let ids = events.iter().map(|event| append_event_in(&tx, event, retain)).collect::<Result<Vec<_>, _>>()?;
-        tx.commit().map_err(backend)?;
-        Ok((revision, ids))
-    }
-
-    async fn delete_vm(&self, name: &str) -> Result<(), StoreError> {
-        let deleted = self.conn().execute("DELETE FROM vms WHERE name = ?1", [name]).map_err(backend)?;
-        if deleted == 0 {
-            return Err(StoreError::NotFound(name.to_string()));
-        }
-        Ok(())
-    }
-
-    async fn insert_pool(&self, pool: &PoolRecord) -> Result<(), StoreError> {
-        let path = pool.path.to_string_lossy().into_owned();
-        self.conn()
-            .execute(
-                "INSERT INTO pools (name, type, path, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![pool.name, enum_to_text(&pool.pool_type)?, path, pool.created_at_ms],
-            )
-            .map_err(exists_or_backend(ObjectKind::Pool, pool.name.clone()))?;
-        Ok(())
-    }
-
     async fn get_pool(&self, name: &str) -> Result<Option<PoolRecord>, StoreError> {
         let pools = self.query_pools("WHERE name = ?1", [name])?;
         Ok(pools.into_iter().next())
@@ -399,31 +482,6 @@ impl Store for SqliteStore {
 
     async fn list_pools(&self) -> Result<Vec<PoolRecord>, StoreError> {
         self.query_pools("", [])
-    }
-
-    async fn delete_pool(&self, name: &str) -> Result<(), StoreError> {
-        let deleted = self.conn().execute("DELETE FROM pools WHERE name = ?1", [name]).map_err(backend)?;
-        not_found_unless_one(deleted, ObjectKind::Pool, name.to_string())
-    }
-
-    async fn insert_volume(&self, volume: &VolumeRecord) -> Result<(), StoreError> {
-        let (backing_pool, backing_name) = volume.backing.clone().unzip();
-        self.conn()
-            .execute(
-                "INSERT INTO volumes (pool, name, format, capacity_bytes, backing_pool, backing_name, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    volume.pool,
-                    volume.name,
-                    enum_to_text(&volume.format)?,
-                    to_sql_u64(volume.capacity_bytes)?,
-                    backing_pool,
-                    backing_name,
-                    volume.created_at_ms,
-                ],
-            )
-            .map_err(exists_or_backend(ObjectKind::Volume, format!("{}/{}", volume.pool, volume.name)))?;
-        Ok(())
     }
 
     async fn get_volume(&self, pool: &str, name: &str) -> Result<Option<VolumeRecord>, StoreError> {
@@ -447,32 +505,6 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
         not_found_unless_one(changed, ObjectKind::Volume, format!("{pool}/{name}"))
-    }
-
-    async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), StoreError> {
-        let deleted =
-            self.conn().execute("DELETE FROM volumes WHERE pool = ?1 AND name = ?2", [pool, name]).map_err(backend)?;
-        not_found_unless_one(deleted, ObjectKind::Volume, format!("{pool}/{name}"))
-    }
-
-    async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError> {
-        let spec = serde_json::to_string(&snapshot.spec).map_err(backend)?;
-        self.conn()
-            .execute(
-                "INSERT INTO snapshots (vm, name, kind, vm_state, spec, created_at_ms, disk_ports)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    snapshot.vm,
-                    snapshot.name,
-                    enum_to_text(&snapshot.kind)?,
-                    state_to_text(snapshot.vm_state),
-                    spec,
-                    snapshot.created_at_ms,
-                    serde_json::to_string(&snapshot.disk_ports).map_err(backend)?,
-                ],
-            )
-            .map_err(exists_or_backend(ObjectKind::Snapshot, format!("{}/{}", snapshot.vm, snapshot.name)))?;
-        Ok(())
     }
 
     async fn list_snapshots(&self, vm: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
@@ -502,40 +534,12 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn insert_network(&self, network: &NetworkRecord) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT INTO networks (name, mode, bridge, subnet, vlan, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    network.name,
-                    enum_to_text(&network.mode)?,
-                    network.bridge,
-                    network.subnet,
-                    network.vlan.map(i64::from),
-                    network.created_at_ms,
-                ],
-            )
-            .map_err(exists_or_backend(ObjectKind::Network, network.name.clone()))?;
-        Ok(())
-    }
-
     async fn get_network(&self, name: &str) -> Result<Option<NetworkRecord>, StoreError> {
         Ok(self.query_networks("WHERE name = ?1", [name])?.into_iter().next())
     }
 
     async fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError> {
         self.query_networks("", [])
-    }
-
-    async fn delete_network(&self, name: &str) -> Result<(), StoreError> {
-        let deleted = self.conn().execute("DELETE FROM networks WHERE name = ?1", [name]).map_err(backend)?;
-        not_found_unless_one(deleted, ObjectKind::Network, name.to_string())
-    }
-
-    async fn delete_snapshot(&self, vm: &str, name: &str) -> Result<(), StoreError> {
-        let deleted =
-            self.conn().execute("DELETE FROM snapshots WHERE vm = ?1 AND name = ?2", [vm, name]).map_err(backend)?;
-        not_found_unless_one(deleted, ObjectKind::Snapshot, format!("{vm}/{name}"))
     }
 
     async fn append_event(&self, event: &EventRecord, retain: u64) -> Result<u64, StoreError> {

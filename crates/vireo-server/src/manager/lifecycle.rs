@@ -133,10 +133,8 @@ impl VmManager {
                 tracing::warn!(vm = %name, error = %err, "cannot remove the used saved state");
             }
         }
-        self.save_state(record, VmState::Running).await?;
-        if matches!(mode, StartMode::Restore(_)) {
-            self.events.emit(Some(&name), EventKind::VmRestored {}).await;
-        }
+        let restored = matches!(mode, StartMode::Restore(_)).then_some(EventKind::VmRestored {});
+        self.save_state_reporting(record, VmState::Running, restored).await?;
         Ok(())
     }
 

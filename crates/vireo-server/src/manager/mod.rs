@@ -32,7 +32,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use vireo_api::{EventKind, NicSpec, VmSpec, VmState};
 use vireo_core::mac::MacAddr;
 use vireo_core::state::check_action;
-use vireo_core::{Action, DiskPorts, HostAccelFacts, SpecError, Store, StoreError, VmRecord, validate_spec};
+use vireo_core::{
+    Action, Change, DiskPorts, HostAccelFacts, SpecError, Store, StoreError, VmRecord, VmWrite, validate_spec,
+};
 
 use crate::console::{ConsoleHub, read_console_log};
 use crate::error::ServerError;
@@ -129,12 +131,23 @@ impl VmManager {
 
     /// Writes the record with a new state; the caller holds the VM's job lock.
     async fn save_state(&self, record: &mut VmRecord, state: VmState) -> Result<(), ServerError> {
+        self.save_state_reporting(record, state, None).await
+    }
+
+    /// [`Self::save_state`], with `also`, the event of the operation that brought
+    /// the state, stored in the same transaction.
+    async fn save_state_reporting(
+        &self,
+        record: &mut VmRecord,
+        state: VmState,
+        also: Option<EventKind>,
+    ) -> Result<(), ServerError> {
         let from = record.state;
         if record.state != state {
             record.state_changed_at_ms = now_ms();
         }
         record.state = state;
-        record.revision = self.events.save_vm_state(record, from).await?;
+        record.revision = self.events.save_vm_state(record, from, also).await?;
         tracing::info!(vm = %record.name, state = %state, "state changed");
         Ok(())
     }
@@ -158,12 +171,12 @@ impl VmManager {
             disk_ports: DiskPorts::new(),
             revision: 0,
         };
-        record.revision = self.store.insert_vm(&record).await.map_err(|err| match err {
+        let created = self.events.write_vm(VmWrite::Insert(&record), EventKind::VmCreated {}).await;
+        record.revision = created.map_err(|err| match err {
             StoreError::Exists(name) => ServerError::VmExists(name),
             other => other.into(),
         })?;
         tracing::info!(vm = %record.name, "created");
-        self.events.emit(Some(&record.name), EventKind::VmCreated {}).await;
         Ok(record)
     }
 
@@ -185,7 +198,7 @@ impl VmManager {
         let _job = slot.job.lock().await;
         let record = self.load(name).await?;
         ensure(&record, Action::Delete)?;
-        self.store.delete_vm(name).await?;
+        self.events.apply(Change::DeleteVm(name), Some(name), EventKind::VmDeleted {}).await?;
         let dir = self.vm_dir(name);
         if let Err(err) = std::fs::remove_dir_all(&dir)
             && err.kind() != std::io::ErrorKind::NotFound
@@ -193,7 +206,6 @@ impl VmManager {
             tracing::warn!(vm = name, error = %err, "cannot remove the VM's directory");
         }
         tracing::info!(vm = name, "deleted");
-        self.events.emit(Some(name), EventKind::VmDeleted {}).await;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use vireo_api::{EventKind, NetworkMode, NetworkSpec, NicSpec, VmSpec};
 use vireo_core::mac::MacAddr;
 use vireo_core::spec::{validate_name, validate_nics};
-use vireo_core::{Action, DiskPorts, NetworkRecord, ObjectKind, SpecError, VmRecord};
+use vireo_core::{Action, Change, DiskPorts, NetworkRecord, ObjectKind, SpecError, VmRecord, VmWrite};
 use vireo_net::{
     DefaultRoute, Dnsmasq, DnsmasqConfig, Forwarding, Ipv4Subnet, Lease, Netlink, NetworkRules, VnetHdr, bridge_name,
     tap_name,
@@ -159,12 +159,12 @@ impl VmManager {
             }
             return Err(err);
         }
-        if let Err(err) = self.store.insert_network(&record).await {
+        let created = EventKind::NetworkCreated { network: record.name.clone() };
+        if let Err(err) = self.events.apply(Change::InsertNetwork(&record), None, created).await {
             self.unrealize_network(&record).await.ok();
             return Err(err.into());
         }
         tracing::info!(network = %record.name, bridge = %record.bridge, "network created");
-        self.events.emit(None, EventKind::NetworkCreated { network: record.name.clone() }).await;
         Ok(NetworkStatus { record, leases: Vec::new(), used_by: Vec::new() })
     }
 
@@ -280,10 +280,10 @@ impl VmManager {
                 by: format!("NICs of {}", users.join(", ")),
             });
         }
-        self.store.delete_network(name).await?;
+        let deleted = EventKind::NetworkDeleted { network: name.to_string() };
+        self.events.apply(Change::DeleteNetwork(name), None, deleted).await?;
         self.unrealize_network(&record).await?;
         tracing::info!(network = name, "network deleted");
-        self.events.emit(None, EventKind::NetworkDeleted { network: name.to_string() }).await;
         Ok(())
     }
 
@@ -396,10 +396,10 @@ impl VmManager {
             }
         }
         record.spec.nics = nics;
-        record.revision = self.store.update_vm(&record).await?;
+        let attached =
+            EventKind::NicAttached { mac: nic.mac.clone().unwrap_or_default(), network: nic.network.clone() };
+        record.revision = self.events.write_vm(VmWrite::Update(&record), attached).await?;
         tracing::info!(vm, network = %nic.network, "NIC attached");
-        let attached = EventKind::NicAttached { mac: nic.mac.clone().unwrap_or_default(), network: nic.network };
-        self.events.emit(Some(vm), attached).await;
         Ok(record)
     }
 
@@ -430,9 +430,9 @@ impl VmManager {
         }
         record.spec.nics.remove(index);
         record.disk_ports.remove(&nic_port_key(&wanted));
-        record.revision = self.store.update_vm(&record).await?;
+        record.revision =
+            self.events.write_vm(VmWrite::Update(&record), EventKind::NicDetached { mac: wanted.clone() }).await?;
         tracing::info!(vm, mac = %wanted, "NIC detached");
-        self.events.emit(Some(vm), EventKind::NicDetached { mac: wanted }).await;
         Ok(record)
     }
 }

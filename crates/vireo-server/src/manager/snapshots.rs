@@ -11,7 +11,7 @@ use std::time::Duration;
 use vireo_api::{DiskFormat, DiskSpec, EventKind, SnapshotCreate, SnapshotKind, VmState};
 use vireo_core::spec::{disk_source, validate_disk, validate_disks, validate_name};
 use vireo_core::state::has_process;
-use vireo_core::{Action, ObjectKind, SnapshotRecord, SpecError, VmRecord};
+use vireo_core::{Action, Change, ObjectKind, SnapshotRecord, SpecError, VmRecord, VmWrite};
 use vireo_qemu::DiskAttachment;
 use vireo_storage::qemu_img;
 
@@ -110,10 +110,9 @@ impl VmManager {
             disk_ports: record.disk_ports.clone(),
             created_at_ms: now_ms(),
         };
-        self.store.insert_snapshot(&snapshot).await?;
-        tracing::info!(vm, snapshot = %snapshot.name, kind = ?kind, "snapshot taken");
         let created = EventKind::SnapshotCreated { snapshot: snapshot.name.clone(), snapshot_kind: kind };
-        self.events.emit(Some(vm), created).await;
+        self.events.apply(Change::InsertSnapshot(&snapshot), Some(vm), created).await?;
+        tracing::info!(vm, snapshot = %snapshot.name, kind = ?kind, "snapshot taken");
         Ok(snapshot)
     }
 
@@ -195,7 +194,8 @@ impl VmManager {
         ensure(&record, Action::Snapshot)?;
         let snapshot = self.load_snapshot(vm, name).await?;
         let disks = snapshot_disks(self.resolve_disks(&snapshot.spec.disks, &snapshot.disk_ports).await?)?;
-        self.store.delete_snapshot(vm, name).await?;
+        let deleted = EventKind::SnapshotDeleted { snapshot: name.to_string() };
+        self.events.apply(Change::DeleteSnapshot { vm, name }, Some(vm), deleted).await?;
         let result = match slot.live() {
             Some(live) => {
                 let nodes = self.live_nodes(vm, &live, &disks).await?;
@@ -209,7 +209,6 @@ impl VmManager {
             tracing::warn!(vm, snapshot = name, error = %err.message(), "snapshot data left in the images");
         }
         tracing::info!(vm, snapshot = name, "snapshot deleted");
-        self.events.emit(Some(vm), EventKind::SnapshotDeleted { snapshot: name.to_string() }).await;
         Ok(())
     }
 
@@ -244,9 +243,9 @@ impl VmManager {
             }
         }
         record.spec.disks = disks;
-        record.revision = self.store.update_vm(&record).await?;
+        let attached = EventKind::DiskAttached { disk: disk_source(&disk) };
+        record.revision = self.events.write_vm(VmWrite::Update(&record), attached).await?;
         tracing::info!(vm, disk = %disk_source(&disk), "disk attached");
-        self.events.emit(Some(vm), EventKind::DiskAttached { disk: disk_source(&disk) }).await;
         Ok(record)
     }
 
@@ -278,9 +277,9 @@ impl VmManager {
         }
         let removed = record.spec.disks.remove(index);
         record.disk_ports.remove(&disk_source(&removed));
-        record.revision = self.store.update_vm(&record).await?;
+        let detached = EventKind::DiskDetached { disk: disk_source(&removed) };
+        record.revision = self.events.write_vm(VmWrite::Update(&record), detached).await?;
         tracing::info!(vm, volume, "disk detached");
-        self.events.emit(Some(vm), EventKind::DiskDetached { disk: disk_source(&removed) }).await;
         Ok(record)
     }
 }

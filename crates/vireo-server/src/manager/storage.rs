@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use vireo_api::{DiskFormat, EventKind, PoolSpec, PoolType, VmSpec, VolumeClone, VolumeCreate, VolumeImport};
 use vireo_core::spec::{parse_volume_ref, validate_name, validate_volume_name};
-use vireo_core::{ObjectKind, PoolRecord, SpecError, VolumeRecord};
+use vireo_core::{Change, ObjectKind, PoolRecord, SpecError, VolumeRecord};
 use vireo_storage::{DirPool, PoolDriver, PoolUsage, StorageError, VolumeInfo, VolumeSource};
 
 use super::{VmManager, now_ms};
@@ -111,9 +111,9 @@ impl VmManager {
         let record =
             PoolRecord { name: spec.name, pool_type: spec.pool_type, path: spec.path, created_at_ms: now_ms() };
         driver(&record).prepare().await.map_err(storage_error(format!("prepare pool {}", record.name)))?;
-        self.store.insert_pool(&record).await?;
+        let created = EventKind::PoolCreated { pool: record.name.clone() };
+        self.events.apply(Change::InsertPool(&record), None, created).await?;
         tracing::info!(pool = %record.name, path = %record.path.display(), "pool created");
-        self.events.emit(None, EventKind::PoolCreated { pool: record.name.clone() }).await;
         self.pool_status(record).await
     }
 
@@ -156,9 +156,8 @@ impl VmManager {
             let by = format!("{} volume(s), e.g. {}", volumes.len(), first.name);
             return Err(ServerError::InUse { what: format!("pool {name}"), by });
         }
-        self.store.delete_pool(name).await?;
+        self.events.apply(Change::DeletePool(name), None, EventKind::PoolDeleted { pool: name.to_string() }).await?;
         tracing::info!(pool = name, "pool deleted");
-        self.events.emit(None, EventKind::PoolDeleted { pool: name.to_string() }).await;
         Ok(())
     }
 
@@ -237,14 +236,14 @@ impl VmManager {
             backing,
             created_at_ms: now_ms(),
         };
-        if let Err(err) = self.store.insert_volume(&record).await {
+        let created = EventKind::VolumeCreated { pool: pool.name.clone(), volume: name.to_string() };
+        if let Err(err) = self.events.apply(Change::InsertVolume(&record), None, created).await {
             if let Err(cleanup) = driver(pool).delete_volume(name).await {
                 tracing::error!(volume = name, error = %cleanup, "cannot remove volume after a failed insert");
             }
             return Err(err.into());
         }
         tracing::info!(pool = %pool.name, volume = name, "volume created");
-        self.events.emit(None, EventKind::VolumeCreated { pool: pool.name.clone(), volume: name.to_string() }).await;
         Ok(VolumeStatus { record, info, used_by: Vec::new() })
     }
 
@@ -379,10 +378,10 @@ impl VmManager {
         }
         let pool_record = self.load_pool(pool).await?;
         // The record goes first: a crash between the two steps leaves a stray file, never a record without one.
-        self.store.delete_volume(pool, name).await?;
+        let deleted = EventKind::VolumeDeleted { pool: pool.to_string(), volume: name.to_string() };
+        self.events.apply(Change::DeleteVolume { pool, name }, None, deleted).await?;
         driver(&pool_record).delete_volume(name).await.map_err(storage_error(format!("delete volume {key}")))?;
         tracing::info!(pool, volume = name, "volume deleted");
-        self.events.emit(None, EventKind::VolumeDeleted { pool: pool.to_string(), volume: name.to_string() }).await;
         Ok(())
     }
 
@@ -404,9 +403,9 @@ impl VmManager {
                 .await
                 .map_err(storage_error(format!("delete volume {}/{name}", pool.name)))?;
         }
-        self.store.delete_volume(&pool.name, name).await?;
+        let deleted = EventKind::VolumeDeleted { pool: pool.name.clone(), volume: name.to_string() };
+        self.events.apply(Change::DeleteVolume { pool: &pool.name, name }, None, deleted).await?;
         tracing::info!(pool = %pool.name, volume = name, file_deleted = delete_file, "volume released");
-        self.events.emit(None, EventKind::VolumeDeleted { pool: pool.name, volume: name.to_string() }).await;
         Ok(())
     }
 }
