@@ -43,9 +43,15 @@ export function confirmDialog(options: Confirmation): Promise<boolean> {
       resolve(confirmed);
     };
     dialog.addEventListener("close", () => finish(false));
+    // While the action runs, Escape must not close the dialog: its outcome (an error to
+    // show, or success) would have nowhere to go.
+    dialog.addEventListener("cancel", (event) => {
+      if (cancel.disabled) event.preventDefault();
+    });
     cancel.addEventListener("click", () => finish(false));
     confirm.addEventListener("click", () => {
       message.replaceChildren();
+      cancel.disabled = true;
       void whileBusy(
         confirm,
         async () => {
@@ -53,7 +59,9 @@ export function confirmDialog(options: Confirmation): Promise<boolean> {
           finish(true);
         },
         (error) => message.replaceChildren(alert(errorText(error))),
-      );
+      ).finally(() => {
+        cancel.disabled = false;
+      });
     });
     options.signal.addEventListener("abort", () => finish(false), { once: true });
     document.body.append(dialog);

@@ -29,21 +29,41 @@ function coalesced(run: () => Promise<void>): () => void {
 }
 
 /**
+ * Subscribes to the events `wanted` accepts, holding them until the returned `ready` is
+ * called: a page subscribes before its first load and calls `ready` once that load is
+ * shown, so no event falls between the two and none is applied under an older answer.
+ */
+function heldEvents(wanted: (event: VireoEvent) => boolean, handle: (event: VireoEvent) => void, signal: AbortSignal): () => void {
+  let held: VireoEvent[] | null = [];
+  onEvent((event) => {
+    if (!wanted(event)) return;
+    if (held) held.push(event);
+    else handle(event);
+  }, signal);
+  return () => {
+    const missed = held ?? [];
+    held = null;
+    for (const event of missed) handle(event);
+  };
+}
+
+/**
  * Calls `onChange` with the fresh VM (or null once it is gone) after each event about a
- * VM that `wanted` accepts, until `signal` aborts.
+ * VM that `wanted` accepts, until `signal` aborts. Call it before the page's first load
+ * and the returned `ready` after it (see `heldEvents`).
  */
 export function watchVms(
   wanted: (name: string) => boolean,
   onChange: (name: string, vm: Vm | null) => void,
   signal: AbortSignal,
-): void {
+): () => void {
   const refreshers = new Map<string, () => void>();
   // VMs known to be deleted: no request for them (it would only fail), and an answer
   // that was under way when the deletion came in is dropped.
   const deleted = new Set<string>();
-  onEvent((event) => {
+  return heldEvents((event) => event.vm !== undefined && wanted(event.vm), (event) => {
     const name = event.vm;
-    if (name === undefined || !wanted(name)) return;
+    if (name === undefined) return;
     if (event.kind === "vm.deleted") {
       deleted.add(name);
       onChange(name, null);
@@ -68,16 +88,21 @@ export function watchVms(
   }, signal);
 }
 
-/** Calls `run` (coalesced) after each event `wanted` accepts, until `signal` aborts. */
-export function refreshOn(wanted: (event: VireoEvent) => boolean, run: () => Promise<void>, signal: AbortSignal): void {
+/**
+ * Runs `load` (the page's first load: its errors are the caller's), then again, coalesced,
+ * after each event `wanted` accepts until `signal` aborts; events that came during the
+ * first load count too.
+ */
+export async function loadLive(wanted: (event: VireoEvent) => boolean, load: () => Promise<void>, signal: AbortSignal): Promise<void> {
   const refresh = coalesced(async () => {
     try {
-      await run();
+      await load();
     } catch {
       // Left the page mid-request, or the daemon is restarting: the next event retries.
     }
   });
-  onEvent((event) => {
-    if (wanted(event)) refresh();
-  }, signal);
+  const ready = heldEvents(wanted, refresh, signal);
+  await load();
+  // Events that came during the first load now fold into at most two more loads.
+  ready();
 }

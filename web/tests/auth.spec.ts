@@ -18,6 +18,16 @@ test("a wrong token is refused and shows nothing of the app", async ({ page, wat
   await expect(page.getByRole("table")).toHaveCount(0);
   expect(await page.evaluate(() => sessionStorage.length), "a refused token is not kept").toBe(0);
 
+  // Something that cannot be a token (the consoles would fail on it) is refused before any request.
+  let requests = 0;
+  page.on("request", (request) => {
+    if (new URL(request.url()).pathname.startsWith("/v1/")) requests += 1;
+  });
+  await page.getByLabel("API token").fill("not a token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("alert")).toContainText("not an API token");
+  expect(requests).toBe(0);
+
   // A hash route does not get past the sign-in page either.
   await page.goto("/#/vms");
   await expect(page.getByRole("heading", { level: 1, name: "Sign in to Vireo" })).toBeVisible();

@@ -194,7 +194,7 @@ test("the summary shows the address the NIC leased", async () => {
   await expect(nic).toContainText(leased ?? "");
 });
 
-test("a snapshot is created, listed and deleted", async () => {
+test("a snapshot is created, listed, reverted to and deleted, each after confirmation", async () => {
   await page.getByRole("navigation", { name: "VM sections" }).getByRole("link", { name: "Snapshots" }).click();
   await expect(page).toHaveURL(new RegExp(`#/vms/${vm}/snapshots$`));
   await page.getByLabel("Snapshot name").fill("first");
@@ -204,7 +204,23 @@ test("a snapshot is created, listed and deleted", async () => {
   expect((await api<{ name: string }[]>("GET", `/v1/vms/${vm}/snapshots`)).map((s) => s.name)).toEqual(["first"]);
   await screenshot(page, "07-snapshots");
 
+  // Revert asks first; confirmed, the VM goes back to the snapshot and runs on.
+  await snapshot.getByRole("button", { name: "Revert" }).click();
+  const revert = page.getByRole("dialog", { name: `Revert ${vm} to first?` });
+  await revert.getByRole("button", { name: "Revert" }).click();
+  await expect(revert).toBeHidden({ timeout: 120_000 });
+  const events = await api<{ kind: string; details: { snapshot?: string } }[]>("GET", `/v1/events?vm=${vm}`);
+  expect(events.filter((e) => e.kind === "snapshot.reverted").map((e) => e.details.snapshot)).toEqual(["first"]);
+  await expect(state()).toHaveText("running");
+
+  // Delete asks too: Cancel keeps the snapshot.
   await snapshot.getByRole("button", { name: "Delete" }).click();
+  const remove = page.getByRole("dialog", { name: "Delete snapshot first?" });
+  await remove.getByRole("button", { name: "Cancel" }).click();
+  await expect(remove).toBeHidden();
+  await expect(snapshot).toBeVisible();
+  await snapshot.getByRole("button", { name: "Delete" }).click();
+  await remove.getByRole("button", { name: "Delete" }).click();
   await expect(snapshot).toHaveCount(0, { timeout: 60_000 });
   expect(await api<unknown[]>("GET", `/v1/vms/${vm}/snapshots`)).toEqual([]);
 });

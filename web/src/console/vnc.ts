@@ -2,7 +2,7 @@
 // relays from QEMU's VNC server. The page mounts this only while the VM has a QEMU.
 
 import RFB from "@novnc/novnc";
-import { barButton, type ConsoleOptions, statusBar } from "./status";
+import { barButton, type ConsoleOptions, type State, statusBar } from "./status";
 
 export function mountVncConsole(container: HTMLElement, opts: ConsoleOptions): () => void {
   const { bar, set } = statusBar();
@@ -23,6 +23,9 @@ export function mountVncConsole(container: HTMLElement, opts: ConsoleOptions): (
   container.append(bar, screen);
 
   let rfb: RFB | null = null;
+  // The current session's own state: noVNC logs an error when told to disconnect what is
+  // already disconnected, and Chrome does when a socket is closed mid-handshake.
+  let rfbState: State = "disconnected";
   let unmounted = false;
 
   const connect = () => {
@@ -31,12 +34,14 @@ export function mountVncConsole(container: HTMLElement, opts: ConsoleOptions): (
     screen.replaceChildren();
     const session = new RFB(screen, opts.url, { wsProtocols: opts.protocols, shared: true });
     rfb = session;
+    rfbState = "connecting";
     session.scaleViewport = true;
     session.background = "transparent";
     // A reason the server gave during the handshake outlives the disconnect event that follows.
     let failure: string | null = null;
     session.addEventListener("connect", () => {
       if (rfb !== session) return;
+      rfbState = "connected";
       set("connected");
       cad.disabled = false;
       session.focus();
@@ -50,6 +55,7 @@ export function mountVncConsole(container: HTMLElement, opts: ConsoleOptions): (
     });
     session.addEventListener("disconnect", (event) => {
       if (unmounted || rfb !== session) return;
+      rfbState = "disconnected";
       cad.disabled = true;
       reconnect.hidden = false;
       set(
@@ -63,8 +69,10 @@ export function mountVncConsole(container: HTMLElement, opts: ConsoleOptions): (
 
   return () => {
     unmounted = true;
-    rfb?.disconnect();
+    const session = rfb;
     rfb = null;
+    if (session && rfbState === "connected") session.disconnect();
+    else if (session && rfbState === "connecting") session.addEventListener("connect", () => session.disconnect());
     bar.remove();
     screen.remove();
   };

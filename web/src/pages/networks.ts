@@ -4,7 +4,7 @@
 import { api } from "../api";
 import { confirmDialog } from "../dialog";
 import { empty, field, h, messageSlot, row, select, setTitle, table, whileBusy } from "../dom";
-import { refreshOn } from "../live";
+import { loadLive } from "../live";
 import type { Network, NetworkMode, NetworkSpec } from "../types";
 import { vmHref } from "./vm-frame";
 
@@ -49,9 +49,13 @@ export async function networksPage(main: HTMLElement, _params: unknown, signal: 
       confirm: "Delete",
       action: () => api.deleteNetwork(network.name),
       signal,
-    }).then((deleted) => {
-      if (deleted) void load();
-    });
+    })
+      .then(async (deleted) => {
+        if (deleted) await load();
+      })
+      .catch((error: unknown) => {
+        if (!signal.aborted) message.show(error);
+      });
 
   const load = async () => {
     const networks = await api.networks(signal);
@@ -80,8 +84,7 @@ export async function networksPage(main: HTMLElement, _params: unknown, signal: 
     list,
     h("section", { "aria-labelledby": "new-network" }, h("h2", { id: "new-network" }, "New network"), form, message.element),
   );
-  await load();
-  refreshOn((event) => /^(network|nic)\.|^vm\.(created|deleted)$/.test(event.kind), load, signal);
+  await loadLive((event) => /^(network|nic)\.|^vm\.(created|deleted)$/.test(event.kind), load, signal);
 }
 
 function networkTable(networks: Network[], onDelete: (network: Network) => void): HTMLElement {

@@ -5,7 +5,7 @@
 import { api } from "../api";
 import { type Child, append, empty, facts, h, setTitle } from "../dom";
 import { bytes, duration } from "../format";
-import { refreshOn } from "../live";
+import { loadLive } from "../live";
 import { href } from "../router";
 import { type HostInfo, type Network, type Pool, VM_STATES, type Vm } from "../types";
 
@@ -26,9 +26,7 @@ export async function overviewPage(main: HTMLElement, _params: unknown, signal: 
     pools.fill(...poolSummary(poolList));
     networks.fill(...networkSummary(networkList));
   };
-  await Promise.all([loadHost(), loadRest()]);
-
-  refreshOn(() => true, loadRest, signal);
+  await Promise.all([loadHost(), loadLive(() => true, loadRest, signal)]);
   const timer = setInterval(() => loadHost().catch(() => undefined), HOST_REFRESH_MS);
   signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }

@@ -4,6 +4,9 @@ import { ApiError, api } from "../api";
 import { alert, errorText, field, h, setTitle, whileBusy } from "../dom";
 import { keepToken } from "../session";
 
+/** RFC 6455's subprotocol characters (an RFC 7230 token). */
+const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 export function signInPage(onSignedIn: () => void): HTMLElement {
   setTitle("Sign in");
   const input = h("input", {
@@ -34,6 +37,13 @@ export function signInPage(onSignedIn: () => void): HTMLElement {
     const candidate = input.value.trim();
     if (candidate === "") {
       message.append(alert("Enter the API token."));
+      input.focus();
+      return;
+    }
+    if (!TOKEN_CHARS.test(candidate)) {
+      // The consoles pass the token as a WebSocket subprotocol, which allows no other characters.
+      message.append(alert("This is not an API token: it holds letters, digits and !#$%&'*+-.^_`|~ only."));
+      input.select();
       input.focus();
       return;
     }

@@ -6,7 +6,7 @@ import { api } from "../api";
 import { confirmDialog } from "../dialog";
 import { empty, field, h, messageSlot, row, select, setTitle, table, whileBusy } from "../dom";
 import { bytes } from "../format";
-import { refreshOn } from "../live";
+import { loadLive } from "../live";
 import type { Pool, Volume } from "../types";
 import { vmHref } from "./vm-frame";
 
@@ -46,9 +46,13 @@ export async function storagePage(main: HTMLElement, _params: unknown, signal: A
       confirm: "Delete",
       action: () => api.deleteVolume(volume.pool, volume.name),
       signal,
-    }).then((deleted) => {
-      if (deleted) void load();
-    });
+    })
+      .then(async (deleted) => {
+        if (deleted) await load();
+      })
+      .catch((error: unknown) => {
+        if (!signal.aborted) message.show(error);
+      });
 
   const load = async () => {
     const [poolList, volumeList] = await Promise.all([api.pools(signal), api.volumes(signal)]);
@@ -80,9 +84,8 @@ export async function storagePage(main: HTMLElement, _params: unknown, signal: A
     }, message.show);
   });
 
-  await load();
   const touchesStorage = /^(pool|volume|disk)\.|^vm\.(created|deleted)$/;
-  refreshOn((event) => touchesStorage.test(event.kind), load, signal);
+  await loadLive((event) => touchesStorage.test(event.kind), load, signal);
 }
 
 function section(id: string, title: string, content: HTMLElement): HTMLElement {

@@ -74,10 +74,23 @@ export async function vmFrame(
   onUpdate: (vm: Vm) => void = () => {},
 ): Promise<Frame> {
   setTitle(section === "summary" ? name : `${name}: ${SECTION_LABELS[section]}`);
+  const ready = watchVms((changed) => changed === name, (_, fresh) => {
+    if (fresh) {
+      update(fresh);
+      return;
+    }
+    for (const { element } of buttons) element.disabled = true;
+    remove.disabled = true;
+    body.replaceChildren(
+      alert(`${name} was deleted.`),
+      h("p", {}, h("a", { href: href("/vms") }, "Back to the virtual machines")),
+    );
+  }, signal);
   let vm = await api.vm(name, signal);
 
   const state = h("span", { "data-testid": "vm-state" });
   const lastError = h("div", {});
+  let shownError: string | null = null;
   const message = messageSlot();
   const pending = new Set<string>();
   const buttons = BUTTONS.map((button) => {
@@ -136,7 +149,12 @@ export async function vmFrame(
     state.textContent = vm.state;
     state.className = `state state-${vm.state}`;
     refreshButtons();
-    lastError.replaceChildren(vm.last_error && vm.state === "crashed" ? alert(`Last error: ${vm.last_error}`) : "");
+    // Rebuilt only when it changes: a new role=alert is announced again each time.
+    const error = vm.last_error && vm.state === "crashed" ? vm.last_error : null;
+    if (error !== shownError) {
+      shownError = error;
+      lastError.replaceChildren(error ? alert(`Last error: ${error}`) : "");
+    }
     const sections: Section[] = ["summary", "console", ...(hasDisplay(vm) ? ["display" as const] : []), "snapshots"];
     links.replaceChildren(...sections.map((each) =>
       h("li", {}, h("a", { href: vmHref(name, each), "aria-current": each === section ? "page" : null }, SECTION_LABELS[each]))));
@@ -144,17 +162,6 @@ export async function vmFrame(
   }
 
   update(vm, false);
-  watchVms((changed) => changed === name, (_, fresh) => {
-    if (fresh) {
-      update(fresh);
-      return;
-    }
-    for (const { element } of buttons) element.disabled = true;
-    remove.disabled = true;
-    body.replaceChildren(
-      alert(`${name} was deleted.`),
-      h("p", {}, h("a", { href: href("/vms") }, "Back to the virtual machines")),
-    );
-  }, signal);
+  ready();
   return { vm, body };
 }

@@ -32,10 +32,7 @@ export async function vmListPage(main: HTMLElement, _params: unknown, signal: Ab
     fillRow(row, vm);
   };
 
-  for (const vm of await api.vms(signal)) put(vm);
-  showTableOrEmpty();
-
-  watchVms(() => true, (name, vm) => {
+  const ready = watchVms(() => true, (name, vm) => {
     if (vm) {
       put(vm);
     } else {
@@ -44,6 +41,9 @@ export async function vmListPage(main: HTMLElement, _params: unknown, signal: Ab
     }
     showTableOrEmpty();
   }, signal);
+  for (const vm of await api.vms(signal)) put(vm);
+  showTableOrEmpty();
+  ready();
 }
 
 function newRow(name: string): HTMLTableRowElement {

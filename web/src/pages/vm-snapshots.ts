@@ -2,9 +2,10 @@
 // snapshot event of the VM; POST .../snapshots, POST .../snapshots/{s}/revert, DELETE .../snapshots/{s}.
 
 import { api } from "../api";
+import { confirmDialog } from "../dialog";
 import { empty, field, h, messageSlot, row, table, whileBusy } from "../dom";
 import { time } from "../format";
-import { refreshOn } from "../live";
+import { loadLive } from "../live";
 import type { Params } from "../router";
 import type { Snapshot } from "../types";
 import { vmFrame } from "./vm-frame";
@@ -27,18 +28,34 @@ export async function vmSnapshotsPage(main: HTMLElement, params: Params, signal:
   const snapshotRow = (snapshot: Snapshot): HTMLTableRowElement => {
     const revert = h("button", { type: "button", class: "secondary" }, "Revert");
     const remove = h("button", { type: "button", class: "danger-outline" }, "Delete");
+    // Both lose something for good (the VM's present state, or the snapshot): ask first.
     revert.addEventListener("click", () => {
       message.clear();
-      void whileBusy(revert, async () => {
-        await api.revertSnapshot(name, snapshot.name);
-      }, message.show);
+      void confirmDialog({
+        title: `Revert ${name} to ${snapshot.name}?`,
+        text: snapshot.kind === "full"
+          ? "The VM's disks and memory go back to the snapshot; what happened since is lost."
+          : "The VM's disks go back to the snapshot; what was written since is lost.",
+        confirm: "Revert",
+        action: () => api.revertSnapshot(name, snapshot.name).then(() => undefined),
+        signal,
+      });
     });
     remove.addEventListener("click", () => {
       message.clear();
-      void whileBusy(remove, async () => {
-        await api.deleteSnapshot(name, snapshot.name);
-        await load();
-      }, message.show);
+      void confirmDialog({
+        title: `Delete snapshot ${snapshot.name}?`,
+        text: `${name} stays as it is; the snapshot can no longer be reverted to.`,
+        confirm: "Delete",
+        action: () => api.deleteSnapshot(name, snapshot.name),
+        signal,
+      })
+        .then(async (deleted) => {
+          if (deleted) await load();
+        })
+        .catch((error: unknown) => {
+          if (!signal.aborted) message.show(error);
+        });
     });
     return row(
       { "data-snapshot": snapshot.name },
@@ -74,6 +91,5 @@ export async function vmSnapshotsPage(main: HTMLElement, params: Params, signal:
     message.element,
     list,
   );
-  await load();
-  refreshOn((event) => event.vm === name && event.kind.startsWith("snapshot."), load, signal);
+  await loadLive((event) => event.vm === name && event.kind.startsWith("snapshot."), load, signal);
 }

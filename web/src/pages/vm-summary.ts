@@ -13,13 +13,16 @@ export async function vmSummaryPage(main: HTMLElement, params: Params, signal: A
   const name = params["name"] ?? "";
   const details = h("div", {});
   let latest: Vm | null = null;
+  // Counts the copies shown, so a poll's answer never replaces a newer copy (see watchLeases).
+  let shown = 0;
   const show = (vm: Vm) => {
     latest = vm;
+    shown += 1;
     details.replaceChildren(...describe(vm));
   };
   const frame = await vmFrame(main, name, "summary", signal, show);
   show(frame.vm);
-  watchLeases(name, () => latest, show, signal);
+  watchLeases(name, () => ({ vm: latest, shown }), show, signal);
   const charts = h("div", { class: "charts" });
   frame.body.append(details, section("Activity", h("p", { class: "hint" }, "The last hour, sampled by the daemon."), charts));
   // uPlot is only needed here: loading it with the page keeps it out of the first load.
@@ -32,14 +35,29 @@ const LEASE_POLL_MS = 3000;
 /**
  * A DHCP lease comes with no event: while the running VM has a NIC without an address,
  * look at the VM again every few seconds so the address shows when the guest gets one.
+ * One request at a time, and its answer is dropped if a fresher copy (from an event)
+ * was shown meanwhile.
  */
-function watchLeases(name: string, latest: () => Vm | null, show: (vm: Vm) => void, signal: AbortSignal): void {
+function watchLeases(
+  name: string,
+  current: () => { vm: Vm | null; shown: number },
+  show: (vm: Vm) => void,
+  signal: AbortSignal,
+): void {
+  let polling = false;
   const timer = setInterval(() => {
-    const vm = latest();
-    if (vm === null || vm.state !== "running" || vm.nics.every((nic) => nic.ip)) return;
-    api.vm(name, signal).then(show, () => {
-      // Gone or unreachable: the frame reports that from the event stream.
-    });
+    const { vm, shown } = current();
+    if (polling || vm === null || vm.state !== "running" || vm.nics.every((nic) => nic.ip)) return;
+    polling = true;
+    api.vm(name, signal)
+      .then((fresh) => {
+        if (current().shown === shown) show(fresh);
+      }, () => {
+        // Gone or unreachable: the frame reports that from the event stream.
+      })
+      .finally(() => {
+        polling = false;
+      });
   }, LEASE_POLL_MS);
   signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
