@@ -64,15 +64,24 @@ export async function request<T>(method: string, path: string, options: RequestO
   }
   if (options.signal) init.signal = options.signal;
   let response: Response;
+  let text: string;
   try {
     response = await fetch(path, init);
+    // Inside the try: the connection can also drop while the body is read.
+    text = response.status === 204 ? "" : await response.text();
   } catch (err) {
     if (options.signal?.aborted) throw err;
     throw new ApiError(0, { code: "unreachable", message: "Cannot reach the Vireo daemon. Is it running?" });
   }
   if (response.status === 204) return undefined as T;
-  const text = await response.text();
-  if (response.ok) return JSON.parse(text) as T;
+  if (response.ok) {
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      // Something in between (a proxy's page) answered instead of the daemon.
+      throw new ApiError(response.status, { code: "http_error", message: "The server's answer was not Vireo's JSON" });
+    }
+  }
   const error = new ApiError(response.status, errorBody(response, text));
   if (response.status === 401 && options.token === undefined) unauthorized();
   throw error;
