@@ -379,7 +379,11 @@ async fn a_frozen_qemu_makes_only_its_own_figures_stale() {
         assert!(status.success(), "kill {name} {pid}");
     };
     signal("-STOP");
-    let parsed = scrape(metrics);
+    // On a loaded machine even a live QEMU may now and then answer after the scrape's
+    // limit; what must hold is that a scrape comes where the frozen one alone is stale.
+    let lively_fresh =
+        |parsed: &prometheus_parse::Scrape| value_of(parsed, "vireo_vm_stats_stale", &[("vm", "lively")]) == Some(0.0);
+    let parsed = (0..5).map(|_| scrape(metrics)).find(lively_fresh).unwrap_or_else(|| scrape(metrics));
     signal("-CONT");
     assert_eq!(value_of(&parsed, "vireo_vm_stats_stale", &[("vm", "frozen")]), Some(1.0));
     assert_eq!(value_of(&parsed, "vireo_vm_stats_stale", &[("vm", "lively")]), Some(0.0));
