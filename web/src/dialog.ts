@@ -16,6 +16,28 @@ export interface Confirmation {
 
 let dialogs = 0;
 
+/**
+ * Asks, then reloads the list the confirmed action changed. The button that was clicked
+ * goes with the reload, so focus moves to the list (its table region, or else the page's
+ * heading). A failed reload shows through `show`, unless the page was left.
+ */
+export function confirmThenReload(
+  options: Confirmation,
+  reload: () => Promise<void>,
+  list: HTMLElement,
+  show: (error: unknown) => void,
+): void {
+  confirmDialog(options)
+    .then(async (done) => {
+      if (!done) return;
+      await reload();
+      (list.querySelector<HTMLElement>("[role=region]") ?? document.querySelector<HTMLElement>("h1"))?.focus();
+    })
+    .catch((error: unknown) => {
+      if (!options.signal.aborted) show(error);
+    });
+}
+
 /** Resolves true once the action succeeded, false when cancelled. */
 export function confirmDialog(options: Confirmation): Promise<boolean> {
   dialogs += 1;
@@ -42,11 +64,15 @@ export function confirmDialog(options: Confirmation): Promise<boolean> {
       dialog.remove();
       resolve(confirmed);
     };
-    dialog.addEventListener("close", () => finish(false));
     // While the action runs, Escape must not close the dialog: its outcome (an error to
     // show, or success) would have nowhere to go.
     dialog.addEventListener("cancel", (event) => {
       if (cancel.disabled) event.preventDefault();
+    });
+    dialog.addEventListener("close", () => {
+      // Chrome lets a second Escape with no click or key in between close it anyway.
+      if (!done && cancel.disabled) dialog.showModal();
+      else finish(false);
     });
     cancel.addEventListener("click", () => finish(false));
     confirm.addEventListener("click", () => {

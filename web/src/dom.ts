@@ -87,6 +87,36 @@ export function table(
   );
 }
 
+let sections = 0;
+
+/** A titled section: an `h2` that names it, then `content`; `attrs` go on the section. */
+export function section(title: string, attrs: Attrs, ...content: Child[]): HTMLElement {
+  sections += 1;
+  const id = `section-${sections}`;
+  return h("section", { ...attrs, "aria-labelledby": id }, h("h2", { id }, title), ...content);
+}
+
+let rowHeaders = 0;
+
+/**
+ * A row's header cell and the buttons of that row: each button is described by the
+ * header, so a screen reader tells "Delete, data.qcow2" from the other rows' "Delete"
+ * while the button's name stays "Delete".
+ */
+export function rowWithButtons(
+  header: string,
+  buttons: [label: string, className: string, onClick: () => void][],
+): { header: HTMLTableCellElement; buttons: HTMLTableCellElement } {
+  rowHeaders += 1;
+  const id = `row-header-${rowHeaders}`;
+  const elements = buttons.map(([label, className, onClick]) => {
+    const button = h("button", { type: "button", class: className, "aria-describedby": id }, label);
+    button.addEventListener("click", onClick);
+    return button;
+  });
+  return { header: h("th", { scope: "row", id }, header), buttons: h("td", { class: "row-actions" }, ...elements) };
+}
+
 export function row(attrs: Attrs, ...cells: Child[]): HTMLTableRowElement {
   return h("tr", attrs, ...cells.map((cell) => (cell instanceof HTMLTableCellElement ? cell : h("td", {}, cell))));
 }

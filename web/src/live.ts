@@ -12,7 +12,6 @@ function coalesced(run: () => Promise<void>): () => void {
   let running = false;
   let again = false;
   const loop = async () => {
-    running = true;
     try {
       do {
         again = false;
@@ -23,8 +22,14 @@ function coalesced(run: () => Promise<void>): () => void {
     }
   };
   return () => {
-    if (running) again = true;
-    else void loop();
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    // A microtask later, so the triggers of one turn (the events held during a first
+    // load, replayed together) cost one request, not two.
+    queueMicrotask(() => void loop());
   };
 }
 
@@ -103,6 +108,6 @@ export async function loadLive(wanted: (event: VireoEvent) => boolean, load: () 
   });
   const ready = heldEvents(wanted, refresh, signal);
   await load();
-  // Events that came during the first load now fold into at most two more loads.
+  // Events that came during the first load now fold into one more load.
   ready();
 }

@@ -25,7 +25,7 @@ test("a wrong token is refused and shows nothing of the app", async ({ page, wat
   });
   await page.getByLabel("API token").fill("not a token");
   await page.getByRole("button", { name: "Sign in" }).click();
-  await expect(page.getByRole("alert")).toContainText("not an API token");
+  await expect(page.getByLabel("API token")).toHaveAccessibleDescription(/not an API token/);
   expect(requests).toBe(0);
 
   // A hash route does not get past the sign-in page either.

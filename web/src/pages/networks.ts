@@ -2,8 +2,8 @@
 // network, NIC and VM create/delete events; POST /v1/networks, DELETE /v1/networks/{name}.
 
 import { api } from "../api";
-import { confirmDialog } from "../dialog";
-import { empty, field, h, messageSlot, row, select, setTitle, table, whileBusy } from "../dom";
+import { confirmThenReload } from "../dialog";
+import { empty, field, h, messageSlot, row, rowWithButtons, select, setTitle, table, whileBusy } from "../dom";
 import { loadLive } from "../live";
 import type { Network, NetworkMode, NetworkSpec } from "../types";
 import { vmHref } from "./vm-frame";
@@ -41,7 +41,7 @@ export async function networksPage(main: HTMLElement, _params: unknown, signal: 
   );
 
   const deleteNetwork = (network: Network) =>
-    confirmDialog({
+    confirmThenReload({
       title: `Delete ${network.name}?`,
       text: network.mode === "bridge"
         ? "The host bridge stays; only Vireo's record of the network goes."
@@ -49,13 +49,7 @@ export async function networksPage(main: HTMLElement, _params: unknown, signal: 
       confirm: "Delete",
       action: () => api.deleteNetwork(network.name),
       signal,
-    })
-      .then(async (deleted) => {
-        if (deleted) await load();
-      })
-      .catch((error: unknown) => {
-        if (!signal.aborted) message.show(error);
-      });
+    }, load, list, message.show);
 
   const load = async () => {
     const networks = await api.networks(signal);
@@ -92,13 +86,12 @@ function networkTable(networks: Network[], onDelete: (network: Network) => void)
     "Networks",
     ["Name", "Mode", "Bridge", "Subnet", "Gateway", "DHCP range", "VLAN", "Used by", "Leases", "Actions"],
     networks.map((network) => {
-      const remove = h("button", { type: "button", class: "danger-outline" }, "Delete");
-      remove.addEventListener("click", () => onDelete(network));
+      const cells = rowWithButtons(network.name, [["Delete", "danger-outline", () => onDelete(network)]]);
       const users = network.used_by.flatMap((vm, index) => [index > 0 ? ", " : "", h("a", { href: vmHref(vm) }, vm)]);
       const range = network.dhcp_start && network.dhcp_end ? `${network.dhcp_start} – ${network.dhcp_end}` : "—";
       return row(
         { "data-network": network.name },
-        h("th", { scope: "row" }, network.name),
+        cells.header,
         network.mode,
         h("code", {}, network.bridge),
         network.subnet ?? "—",
@@ -107,7 +100,7 @@ function networkTable(networks: Network[], onDelete: (network: Network) => void)
         network.vlan ?? "—",
         users.length > 0 ? h("td", {}, ...users) : "—",
         h("td", { class: "number" }, network.leases.length),
-        h("td", { class: "row-actions" }, remove),
+        cells.buttons,
       );
     }),
   );

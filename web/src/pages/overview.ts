@@ -3,7 +3,7 @@
 // host's load every 10 s.
 
 import { api } from "../api";
-import { type Child, append, empty, facts, h, setTitle } from "../dom";
+import { type Child, append, empty, facts, h, section, setTitle } from "../dom";
 import { bytes, duration } from "../format";
 import { loadLive } from "../live";
 import { href } from "../router";
@@ -32,11 +32,9 @@ export async function overviewPage(main: HTMLElement, _params: unknown, signal: 
 }
 
 function card(title: string): { section: HTMLElement; fill(...children: Child[]): void } {
-  const id = `card-${title.toLowerCase().replace(/\W+/g, "-")}`;
   const body = h("div", {});
-  const section = h("section", { class: "card", "aria-labelledby": id }, h("h2", { id }, title), body);
   return {
-    section,
+    section: section(title, { class: "card" }, body),
     fill(...children: Child[]) {
       body.replaceChildren();
       append(body, children);

@@ -1,7 +1,8 @@
 // Sign-in: the only page shown until the daemon accepts a token.
 
 import { ApiError, api } from "../api";
-import { alert, errorText, field, h, setTitle, whileBusy } from "../dom";
+import { field, h, messageSlot, setTitle, whileBusy } from "../dom";
+import { clearFieldErrors, showFieldError } from "../forms";
 import { keepToken } from "../session";
 
 /** RFC 6455's subprotocol characters (an RFC 7230 token). */
@@ -17,11 +18,11 @@ export function signInPage(onSignedIn: () => void): HTMLElement {
     spellcheck: false,
   });
   const button = h("button", { type: "submit" }, "Sign in");
-  const message = h("div", { class: "message-slot" });
+  const message = messageSlot();
   const form = h(
     "form",
     { class: "stack" },
-    message,
+    message.element,
     // Password managers (and Chrome's form checks) expect a user name beside a password.
     h("input", { type: "text", name: "username", autocomplete: "username", value: "vireo", hidden: true }),
     field(
@@ -33,16 +34,17 @@ export function signInPage(onSignedIn: () => void): HTMLElement {
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    message.replaceChildren();
+    message.clear();
+    clearFieldErrors(form);
     const candidate = input.value.trim();
     if (candidate === "") {
-      message.append(alert("Enter the API token."));
+      message.show("Enter the API token.");
       input.focus();
       return;
     }
     if (!TOKEN_CHARS.test(candidate)) {
       // The consoles pass the token as a WebSocket subprotocol, which allows no other characters.
-      message.append(alert("This is not an API token: it holds letters, digits and !#$%&'*+-.^_`|~ only."));
+      showFieldError(input, "This is not an API token: it holds letters, digits and !#$%&'*+-.^_`|~ only.");
       input.select();
       input.focus();
       return;
@@ -56,7 +58,7 @@ export function signInPage(onSignedIn: () => void): HTMLElement {
       },
       (error) => {
         const refused = error instanceof ApiError && error.status === 401;
-        message.replaceChildren(alert(refused ? "The daemon refused this token." : errorText(error)));
+        message.show(refused ? "The daemon refused this token." : error);
         input.select();
         input.focus();
       },

@@ -3,8 +3,8 @@
 // events; POST /v1/pools/{pool}/volumes, DELETE /v1/pools/{pool}/volumes/{name}.
 
 import { api } from "../api";
-import { confirmDialog } from "../dialog";
-import { empty, field, h, messageSlot, row, select, setTitle, table, whileBusy } from "../dom";
+import { confirmThenReload } from "../dialog";
+import { empty, field, h, messageSlot, row, rowWithButtons, section, select, setTitle, table, whileBusy } from "../dom";
 import { bytes } from "../format";
 import { loadLive } from "../live";
 import type { Pool, Volume } from "../types";
@@ -34,25 +34,19 @@ export async function storagePage(main: HTMLElement, _params: unknown, signal: A
   );
 
   main.append(
-    section("pools", "Pools", pools),
+    section("Pools", {}, pools),
     h("section", { "aria-labelledby": "new-volume" }, h("h2", { id: "new-volume" }, "New volume"), form, message.element),
     h("div", {}, volumes),
   );
 
   const deleteVolume = (volume: Volume) =>
-    confirmDialog({
+    confirmThenReload({
       title: `Delete ${volume.pool}/${volume.name}?`,
       text: "Its data is gone for good.",
       confirm: "Delete",
       action: () => api.deleteVolume(volume.pool, volume.name),
       signal,
-    })
-      .then(async (deleted) => {
-        if (deleted) await load();
-      })
-      .catch((error: unknown) => {
-        if (!signal.aborted) message.show(error);
-      });
+    }, load, volumes, message.show);
 
   const load = async () => {
     const [poolList, volumeList] = await Promise.all([api.pools(signal), api.volumes(signal)]);
@@ -62,8 +56,8 @@ export async function storagePage(main: HTMLElement, _params: unknown, signal: A
     volumes.replaceChildren(
       ...poolList.map((pool) =>
         section(
-          `volumes-${pool.name}`,
           `Volumes in ${pool.name}`,
+          {},
           volumeTable(pool.name, volumeList.filter((volume) => volume.pool === pool.name), deleteVolume),
         )),
     );
@@ -88,11 +82,6 @@ export async function storagePage(main: HTMLElement, _params: unknown, signal: A
   await loadLive((event) => touchesStorage.test(event.kind), load, signal);
 }
 
-function section(id: string, title: string, content: HTMLElement): HTMLElement {
-  const headingId = `heading-${id}`;
-  return h("section", { "aria-labelledby": headingId }, h("h2", { id: headingId }, title), content);
-}
-
 function poolTable(pools: Pool[]): HTMLElement {
   return table("Pools", ["Name", "Type", "Path", "Volumes", "Allocated", "Free", "Capacity"], pools.map((pool) =>
     row(
@@ -110,18 +99,17 @@ function poolTable(pools: Pool[]): HTMLElement {
 function volumeTable(pool: string, volumes: Volume[], onDelete: (volume: Volume) => void): HTMLElement {
   if (volumes.length === 0) return empty("No volumes yet");
   return table(`Volumes in ${pool}`, ["Name", "Format", "Size", "On disk", "Backing", "Used by", "Actions"], volumes.map((volume) => {
-    const remove = h("button", { type: "button", class: "danger-outline" }, "Delete");
-    remove.addEventListener("click", () => onDelete(volume));
+    const cells = rowWithButtons(volume.name, [["Delete", "danger-outline", () => onDelete(volume)]]);
     const users = volume.used_by.flatMap((vm, index) => [index > 0 ? ", " : "", h("a", { href: vmHref(vm) }, vm)]);
     return row(
       { "data-volume": `${volume.pool}/${volume.name}` },
-      h("th", { scope: "row" }, volume.name),
+      cells.header,
       volume.format,
       h("td", { class: "number" }, bytes(volume.capacity_bytes)),
       h("td", { class: "number" }, bytes(volume.allocation_bytes)),
       volume.backing ?? "—",
       users.length > 0 ? h("td", {}, ...users) : "—",
-      h("td", { class: "row-actions" }, remove),
+      cells.buttons,
     );
   }));
 }

@@ -87,6 +87,7 @@ function attachWhileRunning(
       mount = await load();
     } catch (error) {
       note.replaceChildren(alert(`Cannot load the console: ${errorText(error)}`));
+      attachedPid = null;
       return;
     }
     if (signal.aborted) return;
@@ -96,7 +97,9 @@ function attachWhileRunning(
     try {
       unmount = mount(container, consoleOptions(vm.name, route));
     } catch (error) {
-      // e.g. a token the browser refuses as a WebSocket subprotocol.
+      // e.g. a token the browser refuses as a WebSocket subprotocol. What the console
+      // built before it failed would show as a console that is still connecting.
+      container.replaceChildren();
       note.replaceChildren(alert(`Cannot open the console: ${errorText(error)}`));
       attachedPid = null;
     }

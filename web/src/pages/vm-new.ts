@@ -3,7 +3,7 @@
 // the control at fault.
 
 import { ApiError, api } from "../api";
-import { alert, errorText, field, h, select, setTitle, whileBusy } from "../dom";
+import { errorText, field, h, messageSlot, select, setTitle, whileBusy } from "../dom";
 import { bytes } from "../format";
 import { clearFieldErrors, showFieldError } from "../forms";
 import { navigate } from "../router";
@@ -44,12 +44,12 @@ export async function vmNewPage(main: HTMLElement, _params: unknown, signal: Abo
     ["disks", disk],
   ];
 
-  const message = h("div", { class: "message-slot" });
+  const message = messageSlot();
   const submit = h("button", { type: "submit" }, "Create VM");
   const form = h(
     "form",
     { class: "stack", novalidate: true },
-    message,
+    message.element,
     h(
       "fieldset",
       {},
@@ -80,7 +80,7 @@ export async function vmNewPage(main: HTMLElement, _params: unknown, signal: Abo
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    message.replaceChildren();
+    message.clear();
     clearFieldErrors(form);
     const missing = (
       [[vcpus, "Enter the number of vCPUs."], [memory, "Enter the memory in MiB."]] as const
@@ -110,8 +110,8 @@ export async function vmNewPage(main: HTMLElement, _params: unknown, signal: Abo
           showFieldError(control, errorText(error));
           control.focus();
         } else {
-          message.replaceChildren(alert(errorText(error)));
-          message.scrollIntoView({ block: "nearest" });
+          message.show(error);
+          message.element.scrollIntoView({ block: "nearest" });
         }
       },
     );

@@ -2,8 +2,8 @@
 // snapshot event of the VM; POST .../snapshots, POST .../snapshots/{s}/revert, DELETE .../snapshots/{s}.
 
 import { api } from "../api";
-import { confirmDialog } from "../dialog";
-import { empty, field, h, messageSlot, row, table, whileBusy } from "../dom";
+import { confirmDialog, confirmThenReload } from "../dialog";
+import { empty, field, h, messageSlot, row, rowWithButtons, table, whileBusy } from "../dom";
 import { time } from "../format";
 import { loadLive } from "../live";
 import type { Params } from "../router";
@@ -26,10 +26,8 @@ export async function vmSnapshotsPage(main: HTMLElement, params: Params, signal:
   };
 
   const snapshotRow = (snapshot: Snapshot): HTMLTableRowElement => {
-    const revert = h("button", { type: "button", class: "secondary" }, "Revert");
-    const remove = h("button", { type: "button", class: "danger-outline" }, "Delete");
     // Both lose something for good (the VM's present state, or the snapshot): ask first.
-    revert.addEventListener("click", () => {
+    const revert = () => {
       message.clear();
       void confirmDialog({
         title: `Revert ${name} to ${snapshot.name}?`,
@@ -40,30 +38,25 @@ export async function vmSnapshotsPage(main: HTMLElement, params: Params, signal:
         action: () => api.revertSnapshot(name, snapshot.name).then(() => undefined),
         signal,
       });
-    });
-    remove.addEventListener("click", () => {
+    };
+    const remove = () => {
       message.clear();
-      void confirmDialog({
+      confirmThenReload({
         title: `Delete snapshot ${snapshot.name}?`,
         text: `${name} stays as it is; the snapshot can no longer be reverted to.`,
         confirm: "Delete",
         action: () => api.deleteSnapshot(name, snapshot.name),
         signal,
-      })
-        .then(async (deleted) => {
-          if (deleted) await load();
-        })
-        .catch((error: unknown) => {
-          if (!signal.aborted) message.show(error);
-        });
-    });
+      }, load, list, message.show);
+    };
+    const cells = rowWithButtons(snapshot.name, [["Revert", "secondary", revert], ["Delete", "danger-outline", remove]]);
     return row(
       { "data-snapshot": snapshot.name },
-      h("th", { scope: "row" }, snapshot.name),
+      cells.header,
       snapshot.kind === "full" ? "memory and disks" : "disks",
       snapshot.vm_state,
       time(snapshot.created_at),
-      h("td", { class: "row-actions" }, revert, remove),
+      cells.buttons,
     );
   };
 

@@ -3,7 +3,7 @@
 // lease); the charts poll GET /v1/vms/{name}/history.
 
 import { api } from "../api";
-import { empty, facts, h, row, table } from "../dom";
+import { empty, facts, h, row, section, table } from "../dom";
 import { time } from "../format";
 import type { Params } from "../router";
 import type { Vm } from "../types";
@@ -24,7 +24,7 @@ export async function vmSummaryPage(main: HTMLElement, params: Params, signal: A
   show(frame.vm);
   watchLeases(name, () => ({ vm: latest, shown }), show, signal);
   const charts = h("div", { class: "charts" });
-  frame.body.append(details, section("Activity", h("p", { class: "hint" }, "The last hour, sampled by the daemon."), charts));
+  frame.body.append(details, section("Activity", {}, h("p", { class: "hint" }, "The last hour, sampled by the daemon."), charts));
   // uPlot is only needed here: loading it with the page keeps it out of the first load.
   const { mountCharts } = await import("../charts");
   if (!signal.aborted) mountCharts(charts, name, signal);
@@ -62,11 +62,6 @@ function watchLeases(
   signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
 
-function section(title: string, ...content: Node[]): HTMLElement {
-  const id = `section-${title.toLowerCase()}`;
-  return h("section", { "aria-labelledby": id }, h("h2", { id }, title), ...content);
-}
-
 function describe(vm: Vm): HTMLElement[] {
   const spec = vm.spec;
   const boot = spec.boot ?? {};
@@ -98,5 +93,5 @@ function describe(vm: Vm): HTMLElement[] {
     : table("NICs", ["MAC", "Network", "Address"], vm.nics.map((nic) =>
       row({ "data-mac": nic.mac }, h("code", {}, nic.mac), nic.network, nic.ip ?? "none leased yet")));
 
-  return [section("Spec", specFacts), section("Disks", diskView), section("NICs", nicView)];
+  return [section("Spec", {}, specFacts), section("Disks", {}, diskView), section("NICs", {}, nicView)];
 }
