@@ -136,7 +136,7 @@ async fn killed_qemu_is_detected_as_crashed() {
     let pid = client.start_vm("victim").await.unwrap().pid.expect("pid");
     let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
     assert!(status.success());
-    wait_for_state(&client, "victim", VmState::Crashed, Duration::from_secs(10)).await;
+    wait_for_state(&client, "victim", VmState::Crashed, Duration::from_secs(60)).await;
     let vm = client.get_vm("victim").await.unwrap();
     assert_eq!(vm.pid, None);
     assert!(vm.last_error.as_deref().unwrap_or_default().contains("unexpectedly"), "{vm:?}");
@@ -162,7 +162,7 @@ async fn force_stop_rescues_a_hanging_graceful_stop() {
             async move { client.stop_vm("frozen", &StopRequest { force: false, timeout_secs: Some(300) }).await },
         )
     };
-    wait_for_state(&client, "frozen", VmState::Stopping, Duration::from_secs(10)).await;
+    wait_for_state(&client, "frozen", VmState::Stopping, Duration::from_secs(60)).await;
     let forced = client.stop_vm("frozen", &StopRequest { force: true, timeout_secs: None }).await.unwrap();
     assert_eq!(forced.state, VmState::Stopped);
     let graceful = graceful.await.unwrap().unwrap();

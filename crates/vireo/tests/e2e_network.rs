@@ -16,10 +16,11 @@ fn nic_spec(name: &str, network: &str) -> vireo_api::VmSpec {
     spec
 }
 
-/// Waits until `vm show` reports the VM's first NIC with an address from DHCP
-/// and the guest has configured that very address (a lease is written at
-/// DHCPACK, a moment before the client acts on it).
+/// Waits until `vm` has booted, then until `vm show` reports the VM's first NIC
+/// with an address from DHCP and the guest has configured that very address (a
+/// lease is written at DHCPACK, a moment before the client acts on it).
 async fn wait_for_lease(client: &Client, vm: &str) -> String {
+    wait_for_log(client, vm, MARKER, BOOT_TIMEOUT).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let shown = client.get_vm(vm).await.expect("get vm");

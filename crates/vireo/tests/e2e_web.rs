@@ -12,7 +12,6 @@ use support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use vireo_api::VmState;
 
 struct Response {
     status: u16,
@@ -145,7 +144,7 @@ async fn a_browser_passes_the_token_as_a_websocket_subprotocol() {
     let client = daemon.client();
     client.create_vm(&guest_spec("web")).await.unwrap();
     client.start_vm("web").await.unwrap();
-    wait_for_state(&client, "web", VmState::Running, Duration::from_secs(30)).await;
+    wait_for_log(&client, "web", MARKER, BOOT_TIMEOUT).await;
 
     assert_eq!(refused_status(console_upgrade(&daemon, "web", "binary").await), 401, "no token");
     assert_eq!(refused_status(console_upgrade(&daemon, "web", "binary, vireo.token.wrong").await), 401);
