@@ -119,20 +119,20 @@ pub(crate) async fn boot_spec_with_volume(client: &Client, spec: &VmSpec, disk: 
         VolumeCreate { name: disk.volume.into(), size: ByteSize::mib(disk.mib), format: Some(DiskFormat::Qcow2) };
     client.create_volume(disk.pool, &volume).await.context("cannot create the disk volume")?;
     client.create_vm(spec).await.context("cannot define the VM")?;
-    start_until_marker(client, &spec.name).await
+    start_until_marker(client, &spec.name).await.map(drop)
 }
 
 /// Starts VM `name` and waits for the marker on its console, or in its console log if it came
-/// before the console was attached.
-pub(crate) async fn start_until_marker(client: &Client, name: &str) -> anyhow::Result<()> {
-    client.start_vm(name).await.context("cannot start the VM")?;
+/// before the console was attached. Returns its QEMU's pid, if the daemon said.
+pub(crate) async fn start_until_marker(client: &Client, name: &str) -> anyhow::Result<Option<u32>> {
+    let vm = client.start_vm(name).await.context("cannot start the VM")?;
     let mut console = client.console(name).await.context("cannot attach the console")?;
     let logs = client.vm_logs(name, None).await.context("cannot read the console log")?;
     if !contains(&logs, MARKER.as_bytes()) {
         console.read_until(MARKER.as_bytes(), BOOT_TIMEOUT).await.context("the guest never got ready")?;
     }
     let _ = console.close().await;
-    Ok(())
+    Ok(vm.pid)
 }
 
 /// Where the marker was first seen in a run through the daemon.

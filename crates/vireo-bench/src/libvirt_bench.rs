@@ -30,7 +30,7 @@ use crate::cli_timing::{self, timed};
 use crate::daemon::PrivateDaemon;
 use crate::libvirt::{self, Domain, PrivateLibvirtd, VirshShell};
 use crate::snapshots::{self, Op};
-use crate::start_marker::{self, LibvirtRun, Side, StartMarker, StartRound};
+use crate::start_marker::{self, LibvirtRun, RunningByHand, Side, StartMarker, StartRound};
 use crate::stats::{Summary, ms};
 use crate::{plain, process_info};
 
@@ -142,9 +142,59 @@ pub struct ConcurrentVersus {
     pub vms: usize,
     /// All start requests sent at once → the last of the markers, per run.
     pub all_markers: Versus,
+    /// vireo's QEMU command of side (e), `vms` copies run by hand at once → the last marker:
+    /// what the machine allows without any manager.
+    pub by_hand: Summary,
+    /// One guest's QEMU until its marker: started alone (side (e) of the round robin), and
+    /// `vms` at once by hand and through vireo.
+    pub qemu_cpu_alone: QemuCpu,
+    pub qemu_cpu_by_hand: QemuCpu,
+    pub qemu_cpu_vireo: QemuCpu,
     /// Each side's bound: [`TARGET_CONCURRENT`] × `vms` × its single start's median / nproc.
     pub vireo_bound_ms: f64,
     pub libvirt_bound_ms: f64,
+}
+
+/// CPU time of one guest's QEMU until its marker (medians; `None` where /proc had no answer).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct QemuCpu {
+    pub total_ms: Option<f64>,
+    /// Of it, in the kernel.
+    pub system_ms: Option<f64>,
+}
+
+impl QemuCpu {
+    fn of(total: &[f64], system: &[f64]) -> QemuCpu {
+        let median = |samples: &[f64]| Summary::of(samples).map(|s| s.median);
+        QemuCpu { total_ms: median(total), system_ms: median(system) }
+    }
+}
+
+/// One run of [`CONCURRENT_VMS`] guests started at once, on one side.
+#[derive(Clone, Debug, Default)]
+struct TogetherRun {
+    /// All started → the last marker.
+    all_markers_ms: f64,
+    /// Each guest's QEMU until its marker: CPU time, and of it in the kernel.
+    qemu_cpu_ms: Vec<f64>,
+    qemu_system_ms: Vec<f64>,
+}
+
+impl TogetherRun {
+    fn add_cpu(&mut self, cpu: Option<(Duration, Duration)>) {
+        if let Some((user, system)) = cpu {
+            self.qemu_cpu_ms.push(ms(user + system));
+            self.qemu_system_ms.push(ms(system));
+        }
+    }
+}
+
+/// The concurrent runs of each side.
+#[derive(Default)]
+struct Concurrent {
+    vireo: Vec<TogetherRun>,
+    by_hand: Vec<TogetherRun>,
+    libvirt: Vec<f64>,
 }
 
 /// One operation of a running VM with a qcow2 disk, both ways.
@@ -330,21 +380,33 @@ impl Sides<'_> {
         let cli_starts = self.cli_starts(&client, daemon, &mut shell, libvirtd, counts).await.context("CLI starts")?;
         let commands = commands_versus(&boot.rounds, &cli_starts)?;
 
-        let mut concurrent = Vec::with_capacity(runs);
+        let mut concurrent = Concurrent::default();
         for i in 0..warmup + runs {
             let label = boot::run_label(i, warmup, runs);
             let names: Vec<String> = (1..=CONCURRENT_VMS).map(|k| format!("together-{}-{k}", i + 1)).collect();
-            let vireo = vireo_together(&client, self.guest, &names).await.with_context(|| format!("vireo, {label}"))?;
+            let vireo_side = vireo_together(&client, self.guest, &names);
+            let by_hand_side = by_hand_together(self.qemu, &vireo_argv, self.scratch);
+            // Which of the two runs first alternates, so that neither always follows libvirt's run.
+            let (vireo, by_hand) = if i % 2 == 0 {
+                let vireo = vireo_side.await.with_context(|| format!("vireo, {label}"))?;
+                (vireo, by_hand_side.await.with_context(|| format!("by hand, {label}"))?)
+            } else {
+                let by_hand = by_hand_side.await.with_context(|| format!("by hand, {label}"))?;
+                (vireo_side.await.with_context(|| format!("vireo, {label}"))?, by_hand)
+            };
             let libvirt = self
                 .libvirt_together(&mut shell, libvirtd, &names)
                 .await
                 .with_context(|| format!("libvirt, {label}"))?;
             eprintln!(
-                "vireo-bench: vs libvirt, {CONCURRENT_VMS} starts at once {label}: vireo {vireo:.0} ms, libvirt \
-                 {libvirt:.0} ms"
+                "vireo-bench: vs libvirt, {CONCURRENT_VMS} starts at once {label}: vireo {:.0} ms, by hand {:.0} ms, \
+                 libvirt {libvirt:.0} ms",
+                vireo.all_markers_ms, by_hand.all_markers_ms
             );
             if i >= warmup {
-                concurrent.push((vireo, libvirt));
+                concurrent.vireo.push(vireo);
+                concurrent.by_hand.push(by_hand);
+                concurrent.libvirt.push(libvirt);
             }
         }
 
@@ -391,9 +453,11 @@ impl Sides<'_> {
                 }
                 Side::PlainQemu => plain = Some(boot::plain_run(self.qemu, self.guest).await.with_context(what)?),
                 Side::VireoCommandByHand => {
-                    let run =
-                        start_marker::by_hand_run(self.qemu, vireo_argv, self.scratch).await.with_context(what)?;
-                    by_hand = Some(run);
+                    let running = start_marker::by_hand_run(self.qemu, vireo_argv, self.scratch, "by-hand")
+                        .await
+                        .with_context(what)?;
+                    by_hand = Some(running.run.clone());
+                    running.stop().await;
                 }
             }
         }
@@ -680,7 +744,7 @@ async fn libvirt_round(shell: &mut VirshShell, tag: &str, state: &Path) -> anyho
 
 /// Defines `names` (untimed), starts them all at once through the API and times until every
 /// one's marker; then force-stops and deletes them.
-async fn vireo_together(client: &Client, guest: &Guest, names: &[String]) -> anyhow::Result<f64> {
+async fn vireo_together(client: &Client, guest: &Guest, names: &[String]) -> anyhow::Result<TogetherRun> {
     for name in names {
         client.create_vm(&guest.spec(name)).await.with_context(|| format!("cannot define {name}"))?;
     }
@@ -688,18 +752,40 @@ async fn vireo_together(client: &Client, guest: &Guest, names: &[String]) -> any
     let mut starts = JoinSet::new();
     for name in names {
         let (client, name) = (client.clone(), name.clone());
-        starts.spawn(async move { boot::start_until_marker(&client, &name).await.with_context(|| name) });
+        starts.spawn(async move {
+            let pid = boot::start_until_marker(&client, &name).await.with_context(|| name)?;
+            anyhow::Ok(pid.and_then(process_info::cpu_split))
+        });
     }
+    let mut together = TogetherRun::default();
     while let Some(started) = starts.join_next().await {
-        started??;
+        together.add_cpu(started??);
     }
-    let all = ms(start.elapsed());
+    together.all_markers_ms = ms(start.elapsed());
     let force = StopRequest { force: true, timeout_secs: None };
     for name in names {
         client.stop_vm(name, &force).await.with_context(|| format!("cannot stop {name}"))?;
         client.delete_vm(name).await.with_context(|| format!("cannot delete {name}"))?;
     }
-    Ok(all)
+    Ok(together)
+}
+
+/// Runs vireo's QEMU command `vireo_argv` [`CONCURRENT_VMS`] times at once by hand (as side (e)
+/// runs it once) and times until every one's marker; then kills them.
+async fn by_hand_together(qemu: &Path, vireo_argv: &[String], scratch: &Path) -> anyhow::Result<TogetherRun> {
+    let tags: Vec<String> = (1..=CONCURRENT_VMS).map(|k| format!("together-{k}")).collect();
+    let start = Instant::now();
+    let runs = tags.iter().map(|tag| start_marker::by_hand_run(qemu, vireo_argv, scratch, tag));
+    // Each guest keeps running until the last is ready, as through vireo and libvirt.
+    let running = futures_util::future::try_join_all(runs).await?;
+    let mut together = TogetherRun::default();
+    for guest in &running {
+        together.all_markers_ms = together.all_markers_ms.max(ms(guest.marker_at - start));
+        together.qemu_cpu_ms.extend(guest.run.qemu_cpu_ms);
+        together.qemu_system_ms.extend(guest.run.qemu_system_ms);
+    }
+    futures_util::future::join_all(running.into_iter().map(RunningByHand::stop)).await;
+    Ok(together)
 }
 
 /// Listens where a domain's serial console connects (`<serial type='unix'>`, `mode='connect'`)
@@ -749,7 +835,7 @@ impl Drop for SerialConsole {
 struct Started {
     boot: StartMarker,
     commands: CommandsVersus,
-    concurrent: Vec<(f64, f64)>,
+    concurrent: Concurrent,
     snapshots: SnapshotVersus,
 }
 
@@ -770,12 +856,23 @@ fn commands_versus(rounds: &[StartRound], starts: &[(f64, f64)]) -> anyhow::Resu
 }
 
 /// The concurrent runs with each side's bound, from its own single starts.
-fn concurrent_bounds(runs: Vec<(f64, f64)>, boot: &StartMarker, nproc: usize) -> anyhow::Result<ConcurrentVersus> {
-    let (vireo, libvirt): (Vec<f64>, Vec<f64>) = runs.into_iter().unzip();
+fn concurrent_bounds(runs: Concurrent, boot: &StartMarker, nproc: usize) -> anyhow::Result<ConcurrentVersus> {
     let bound = |single: f64| TARGET_CONCURRENT * CONCURRENT_VMS as f64 * single / nproc.max(1) as f64;
+    let all_markers = |side: &[TogetherRun]| side.iter().map(|run| run.all_markers_ms).collect::<Vec<_>>();
+    let cpu = |side: &[TogetherRun]| {
+        QemuCpu::of(
+            &side.iter().flat_map(|run| run.qemu_cpu_ms.iter().copied()).collect::<Vec<_>>(),
+            &side.iter().flat_map(|run| run.qemu_system_ms.iter().copied()).collect::<Vec<_>>(),
+        )
+    };
+    let alone = |f: fn(&StartRound) -> Option<f64>| boot.rounds.iter().filter_map(f).collect::<Vec<_>>();
     Ok(ConcurrentVersus {
         vms: CONCURRENT_VMS,
-        all_markers: Versus::of(&vireo, &libvirt).context("no concurrent runs")?,
+        all_markers: Versus::of(&all_markers(&runs.vireo), &runs.libvirt).context("no concurrent runs")?,
+        by_hand: Summary::of(&all_markers(&runs.by_hand)).context("no concurrent runs by hand")?,
+        qemu_cpu_alone: QemuCpu::of(&alone(|r| r.by_hand.qemu_cpu_ms), &alone(|r| r.by_hand.qemu_system_ms)),
+        qemu_cpu_by_hand: cpu(&runs.by_hand),
+        qemu_cpu_vireo: cpu(&runs.vireo),
         vireo_bound_ms: bound(boot.marker.vireo.median),
         libvirt_bound_ms: bound(boot.marker.libvirt.median),
     })
@@ -849,9 +946,11 @@ pub fn targets(results: &LibvirtResults) -> Vec<Target> {
                 together.vms, together.vms, results.nproc
             ),
             measured: format!(
-                "{} vs a bound of {} (libvirt: {} vs its bound of {})",
+                "{} vs a bound of {} (vireo's QEMU command by hand, {} at once: {}; libvirt: {} vs its bound of {})",
                 fmt_ms(together.all_markers.vireo.median),
                 fmt_ms(together.vireo_bound_ms),
+                together.vms,
+                fmt_ms(together.by_hand.median),
                 fmt_ms(together.all_markers.libvirt.median),
                 fmt_ms(together.libvirt_bound_ms)
             ),

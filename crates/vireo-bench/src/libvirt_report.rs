@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::libvirt_bench::{LibvirtOutcome, LibvirtResults, Versus};
-use crate::report::fmt_ms;
+use crate::report::{fmt_ms, fmt_opt_ms};
 use crate::snapshots::Op;
 use crate::start_marker::Side;
 use crate::stats::Summary;
@@ -85,9 +85,11 @@ fn starts(out: &mut String, r: &LibvirtResults) {
         out,
         "### {vms} VMs started at once\n\n\
          {vms} fresh VMs defined (not timed), then all started at the same moment: vireo, {vms} start requests at \
-         once through vireo-client, each followed by its console; libvirt, `start` written at once to {vms} virsh \
-         shells connected beforehand. Timed until the last of the {vms} markers. The bound is {factor} × {vms} \
-         single starts back to back (the medians of (a) and (c) above, each side its own) / {nproc} cores.\n\n\
+         once through vireo-client, each followed by its console; by hand, vireo's QEMU command of side (e) run \
+         {vms} times at once as (e) runs it once, with no manager at all; libvirt, `start` written at once to {vms} \
+         virsh shells connected beforehand. Timed until the last of the {vms} markers; every guest runs until then. \
+         vireo and by hand alternate which goes first; libvirt follows. The bound is {factor} × {vms} single starts \
+         back to back (the medians of (a) and (c) above, each side its own) / {nproc} cores.\n\n\
          | | min | median | max | bound |\n|---|---|---|---|---|\n",
         vms = together.vms,
         factor = crate::libvirt_bench::TARGET_CONCURRENT,
@@ -95,6 +97,7 @@ fn starts(out: &mut String, r: &LibvirtResults) {
     );
     for (side, summary, bound) in [
         ("vireo", &together.all_markers.vireo, together.vireo_bound_ms),
+        ("vireo's QEMU command, by hand", &together.by_hand, together.vireo_bound_ms),
         ("libvirt", &together.all_markers.libvirt, together.libvirt_bound_ms),
     ] {
         let _ = writeln!(
@@ -108,8 +111,49 @@ fn starts(out: &mut String, r: &LibvirtResults) {
     }
     let _ = writeln!(
         out,
-        "\nvireo / libvirt: {:.3} (medians), {:.3} (median of the pairwise ratios).\n",
-        together.all_markers.ratio_of_medians, together.all_markers.pairwise_ratio.median
+        "\nvireo / libvirt: {:.3} (medians), {:.3} (median of the pairwise ratios). vireo / by hand: {:.3} \
+         (medians).\n",
+        together.all_markers.ratio_of_medians,
+        together.all_markers.pairwise_ratio.median,
+        together.all_markers.vireo.median / together.by_hand.median
+    );
+    concurrent_cpu(out, r);
+}
+
+/// Where the time of the concurrent starts goes: each QEMU's CPU time alone and in company.
+fn concurrent_cpu(out: &mut String, r: &LibvirtResults) {
+    let together = &r.concurrent;
+    let _ = write!(
+        out,
+        "\nWhere the time goes: under TCG a guest's boot is CPU work of its QEMU, so {vms} guests on {nproc} cores \
+         take at least {vms} × one guest's CPU time / {nproc}. One guest's QEMU until its marker, medians over \
+         the guests (/proc/PID/stat, 10 ms ticks):\n\n\
+         | QEMU | CPU time | of it in the kernel |\n|---|---|---|\n",
+        vms = together.vms,
+        nproc = r.nproc,
+    );
+    for (what, cpu) in [
+        ("alone (side (e) of the round robin)", &together.qemu_cpu_alone),
+        ("by hand, all at once", &together.qemu_cpu_by_hand),
+        ("through vireo, all at once", &together.qemu_cpu_vireo),
+    ] {
+        let _ = writeln!(out, "| {what} | {} | {} |", fmt_opt_ms(cpu.total_ms), fmt_opt_ms(cpu.system_ms));
+    }
+    let (Some(alone), Some(shared)) = (together.qemu_cpu_alone.total_ms, together.qemu_cpu_by_hand.total_ms) else {
+        return;
+    };
+    let vms = together.vms as f64;
+    let _ = writeln!(
+        out,
+        "\nEach QEMU needs {:.0} % more CPU when {} share {} cores than alone (by hand, no manager involved): \
+         the kernel switching between their threads and the caches they share. At that cost the CPU work alone \
+         takes {} of the {} cores, against {} for the bound's arithmetic.\n",
+        (shared / alone - 1.0) * 100.0,
+        together.vms,
+        r.nproc,
+        fmt_ms(vms * shared / r.nproc.max(1) as f64),
+        r.nproc,
+        fmt_ms(vms * alone / r.nproc.max(1) as f64),
     );
 }
 
@@ -370,7 +414,8 @@ fn kib(bytes: usize) -> String {
 mod tests {
     use super::*;
     use crate::libvirt_bench::{
-        CommandsVersus, ConcurrentVersus, OpVersus, Rss, ScaleVersus, SnapshotVersus, TARGET_CONCURRENT, targets,
+        CommandsVersus, ConcurrentVersus, OpVersus, QemuCpu, Rss, ScaleVersus, SnapshotVersus, TARGET_CONCURRENT,
+        targets,
     };
     use crate::start_marker;
 
@@ -392,9 +437,14 @@ mod tests {
             destroy: versus(&[12.0, 14.0], &[60.0, 70.0]),
             destroy_after_exit: versus(&[5.0, 7.0], &[30.0, 40.0]),
         };
+        let cpu = |total: f64| QemuCpu { total_ms: Some(total), system_ms: Some(total / 10.0) };
         let concurrent = ConcurrentVersus {
             vms: 5,
             all_markers: versus(&[5000.0, 5200.0], &[6000.0, 6400.0]),
+            by_hand: Summary::of(&[4900.0, 5100.0]).unwrap(),
+            qemu_cpu_alone: cpu(1800.0),
+            qemu_cpu_by_hand: cpu(2000.0),
+            qemu_cpu_vireo: cpu(2050.0),
             vireo_bound_ms: TARGET_CONCURRENT * 5.0 * 2000.0 / 2.0,
             libvirt_bound_ms: TARGET_CONCURRENT * 5.0 * 2500.0 / 2.0,
         };
@@ -456,7 +506,10 @@ mod tests {
         assert!(rows[5].contains("0.405 ×") && rows[5].ends_with("**yes** |"), "{out}");
         assert!(rows[6].contains("0.600 × (12.0 MiB vs 20.0 MiB)") && rows[6].ends_with("**no** |"), "{out}");
         // 5100 ms against 1.1 × 5 × 2000 / 2 = 5500 ms.
-        assert!(rows[7].contains("5100 ms vs a bound of 5500 ms (libvirt: 6200 ms vs its bound of 6875 ms)"));
+        assert!(rows[7].contains(
+            "5100 ms vs a bound of 5500 ms (vireo's QEMU command by hand, 5 at once: 5000 ms; libvirt: 6200 ms vs \
+             its bound of 6875 ms)"
+        ));
         assert!(rows[7].ends_with("**yes** |"), "{out}");
         let mut none = String::new();
         target_rows(&mut none, &LibvirtOutcome::NotMeasured { reason: "libvirtd not found".into() });
@@ -485,6 +538,12 @@ mod tests {
         assert!(out.contains("| → the guest runs (`cont` answered) | 44.0 ms | 32.0 ms |"), "{out}");
         assert!(out.contains("| … of which after QEMU's exit | 5.00 ms / **6.00 ms** / 7.00 ms | 30.0 ms /"), "{out}");
         assert!(out.contains("| vireo | 5000 ms | **5100 ms** | 5200 ms | 5500 ms |"), "{out}");
+        assert!(out.contains("| vireo's QEMU command, by hand | 4900 ms | **5000 ms** | 5100 ms | 5500 ms |"), "{out}");
+        assert!(out.contains("vireo / by hand: 1.020 (medians)"), "{out}");
+        assert!(out.contains("| by hand, all at once | 2000 ms | 200 ms |"), "{out}");
+        // 2000 / 1800 ≈ 1.11; 5 × 2000 / 2 and 5 × 1800 / 2.
+        assert!(out.contains("Each QEMU needs 11 % more CPU when 5 share 2 cores"), "{out}");
+        assert!(out.contains("takes 5000 ms of the 2 cores, against 4500 ms for the bound's arithmetic"), "{out}");
         assert!(out.contains("| restore | 100 ms / **100 ms** / 100 ms | 400 ms / **400 ms** / 400 ms |"), "{out}");
         assert!(out.contains("| 1000 VMs defined | 12.0 MiB | 20.0 MiB | **0.600** |"), "{out}");
         assert!(out.contains("libvirt's state file was 100.0 MiB"), "{out}");

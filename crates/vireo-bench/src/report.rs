@@ -354,7 +354,7 @@ fn boot_section(out: &mut String, boot: &BootResults) {
 }
 
 fn cpu_table(out: &mut String, cpu: &CpuMedians) {
-    let value = |v: Option<f64>| v.map(fmt_ms).unwrap_or_else(|| "n/a".into());
+    let value = fmt_opt_ms;
     out.push_str(
         "### CPU time until the marker\n\n\
          Medians, from /proc/PID/stat (user + system, all threads; 10 ms resolution). On a 2-core machine \
@@ -462,7 +462,7 @@ fn snapshots_section(out: &mut String, snap: &SnapshotResults) {
         fmt_ms(snap.plain_restore_loaded.median),
     );
     let cpu = &snap.restore_cpu;
-    let value = |v: Option<f64>| v.map(fmt_ms).unwrap_or_else(|| "n/a".into());
+    let value = fmt_opt_ms;
     let _ = write!(
         out,
         "CPU time of the restored QEMU right after the restore (medians; /proc/PID/stat, 10 ms ticks): \
@@ -736,6 +736,11 @@ fn spread_at(summary: &Summary, label: &str, value: f64) -> String {
         fmt_ms(summary.min),
         fmt_ms(summary.max)
     )
+}
+
+/// [`fmt_ms`], or `n/a` for a figure that could not be measured.
+pub fn fmt_opt_ms(value: Option<f64>) -> String {
+    value.map(fmt_ms).unwrap_or_else(|| "n/a".into())
 }
 
 /// Milliseconds with a precision that suits their size.

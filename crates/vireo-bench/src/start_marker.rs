@@ -26,6 +26,7 @@ use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use vireo_api::{BootStatus, VmSpec};
 use vireo_client::Client;
 
@@ -138,6 +139,8 @@ pub struct ByHandRun {
     /// → marker on the console socket.
     pub marker_ms: f64,
     pub qemu_cpu_ms: Option<f64>,
+    /// Of `qemu_cpu_ms`, the time QEMU spent in the kernel.
+    pub qemu_system_ms: Option<f64>,
 }
 
 /// One round: every side once.
@@ -351,9 +354,37 @@ fn with_fd(chardev: &str, fd: i32) -> String {
     parts.join(",")
 }
 
+/// vireo's QEMU command run by hand, its guest past the marker. [`RunningByHand::stop`] ends
+/// it; dropping it kills QEMU too.
+pub struct RunningByHand {
+    pub run: ByHandRun,
+    /// When the marker came.
+    pub marker_at: Instant,
+    child: tokio::process::Child,
+    reader: JoinHandle<()>,
+}
+
+impl RunningByHand {
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for RunningByHand {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 /// Side (e): runs vireo's QEMU command `vireo_argv` (binary first) by hand and times spawn →
-/// QMP ready → `cont` answered → marker; then kills it.
-pub async fn by_hand_run(qemu: &Path, vireo_argv: &[String], scratch: &Path) -> anyhow::Result<ByHandRun> {
+/// QMP ready → `cont` answered → marker, leaving it running. Its sockets and files in `scratch`
+/// are named after `tag`, so that several can run at once.
+pub async fn by_hand_run(
+    qemu: &Path,
+    vireo_argv: &[String],
+    scratch: &Path,
+    tag: &str,
+) -> anyhow::Result<RunningByHand> {
     let vireo_args = vireo_argv.get(1..).context("no QEMU command line from vireo's run")?;
     let bind = |name: &str| -> anyhow::Result<_> {
         let path = scratch.join(name);
@@ -365,11 +396,11 @@ pub async fn by_hand_run(qemu: &Path, vireo_argv: &[String], scratch: &Path) -> 
         stream.set_nonblocking(true)?;
         Ok((listener, stream))
     };
-    let (qmp_listener, qmp_stream) = bind("by-hand-qmp.sock")?;
-    let (console_listener, console_stream) = bind("by-hand-console.sock")?;
-    let args =
-        by_hand_args(vireo_args, qmp_listener.as_raw_fd(), console_listener.as_raw_fd(), &scratch.join("by-hand.pid"))?;
-    let log = scratch.join("by-hand.log");
+    let (qmp_listener, qmp_stream) = bind(&format!("{tag}-qmp.sock"))?;
+    let (console_listener, console_stream) = bind(&format!("{tag}-console.sock"))?;
+    let pid_file = scratch.join(format!("{tag}.pid"));
+    let args = by_hand_args(vireo_args, qmp_listener.as_raw_fd(), console_listener.as_raw_fd(), &pid_file)?;
+    let log = scratch.join(format!("{tag}.log"));
     let mut command = tokio::process::Command::new(qemu);
     command
         .args(&args)
@@ -397,18 +428,30 @@ pub async fn by_hand_run(qemu: &Path, vireo_argv: &[String], scratch: &Path) -> 
         let qmp_ready = start.elapsed();
         qmp.execute("cont", json!({})).await?;
         let running = start.elapsed();
-        let marker = match tokio::time::timeout(BOOT_TIMEOUT, seen).await {
-            Ok(Ok(at)) => at - start,
+        let marker_at = match tokio::time::timeout(BOOT_TIMEOUT, seen).await {
+            Ok(Ok(at)) => at,
             Ok(Err(_)) => bail!("QEMU closed the console before the marker"),
             Err(_) => bail!("no marker within {BOOT_TIMEOUT:?}"),
         };
-        let qemu_cpu_ms = child.id().and_then(process_info::cpu_time).map(ms);
-        Ok(ByHandRun { qmp_ready_ms: ms(qmp_ready), running_ms: ms(running), marker_ms: ms(marker), qemu_cpu_ms })
+        let cpu = child.id().and_then(process_info::cpu_split);
+        let run = ByHandRun {
+            qmp_ready_ms: ms(qmp_ready),
+            running_ms: ms(running),
+            marker_ms: ms(marker_at - start),
+            qemu_cpu_ms: cpu.map(|(user, system)| ms(user + system)),
+            qemu_system_ms: cpu.map(|(_, system)| ms(system)),
+        };
+        Ok((run, marker_at))
     };
-    let outcome: anyhow::Result<ByHandRun> = timed.await;
-    let _ = child.kill().await;
-    reader.abort();
-    outcome.with_context(|| format!("QEMU said: {}", std::fs::read_to_string(&log).unwrap_or_default().trim()))
+    let outcome: anyhow::Result<(ByHandRun, Instant)> = timed.await;
+    match outcome {
+        Ok((run, marker_at)) => Ok(RunningByHand { run, marker_at, child, reader }),
+        Err(error) => {
+            let _ = child.kill().await;
+            reader.abort();
+            Err(error.context(format!("QEMU said: {}", std::fs::read_to_string(&log).unwrap_or_default().trim())))
+        }
+    }
 }
 
 /// Rounds for the report's tests.
@@ -457,7 +500,13 @@ pub(crate) mod testing {
                     destroy: destroy(60.0, 35.0),
                 },
                 plain: PlainRun { marker_ms: *d, qemu_cpu_ms: Some(*d) },
-                by_hand: ByHandRun { qmp_ready_ms: 30.0, running_ms: 32.0, marker_ms: *e, qemu_cpu_ms: Some(*e) },
+                by_hand: ByHandRun {
+                    qmp_ready_ms: 30.0,
+                    running_ms: 32.0,
+                    marker_ms: *e,
+                    qemu_cpu_ms: Some(*e),
+                    qemu_system_ms: None,
+                },
             })
             .collect()
     }
