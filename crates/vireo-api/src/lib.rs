@@ -28,7 +28,7 @@ pub use size::ByteSize;
 pub use snapshot::{Snapshot, SnapshotCreate, SnapshotKind};
 pub use spec::{
     Accel, BootSpec, ConsoleSpec, DiskAio, DiskBus, DiskCache, DiskFormat, DiskSpec, DisplaySpec, Firmware,
-    LegacyHardware, MachineSpec, Vga, VmSpec,
+    LegacyHardware, MAX_HOTPLUG_PORTS, MachineSpec, Vga, VmSpec,
 };
 pub use storage::{Pool, PoolSpec, PoolType, Progress, Volume, VolumeClone, VolumeCreate, VolumeImport, VolumeResize};
 pub use vm::{BootEntry, BootStatus, StopRequest, Vm, VmHistory, VmHistoryPoint, VmState};

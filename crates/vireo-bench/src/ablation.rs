@@ -1,7 +1,7 @@
 //! The lean machine, one default at a time (section 7): start → marker through the daemon
 //! with vireo's defaults against the same with one of them undone (SeaBIOS instead of qboot,
 //! one piece of legacy hardware put back, all of it with SeaBIOS, the bzImage instead of the
-//! PVH entry). Each round starts every variant once, so each variant is compared with the
+//! PVH entry), and with one step further than the defaults: no hot-plug ports. Each round starts every variant once, so each variant is compared with the
 //! defaults of its own round; as in [`crate::start_marker::order`], the first round runs them
 //! in order and every later one in a shuffled order of its own.
 
@@ -23,6 +23,7 @@ pub enum Variant {
     Legacy(LegacyHardware),
     AllLegacyAndSeabios,
     NoPvh,
+    NoHotplugPorts,
 }
 
 impl Variant {
@@ -30,7 +31,7 @@ impl Variant {
     pub fn all() -> Vec<Variant> {
         let mut all = vec![Variant::Defaults, Variant::Seabios];
         all.extend(LegacyHardware::ALL.map(Variant::Legacy));
-        all.extend([Variant::AllLegacyAndSeabios, Variant::NoPvh]);
+        all.extend([Variant::AllLegacyAndSeabios, Variant::NoPvh, Variant::NoHotplugPorts]);
         all
     }
 
@@ -42,6 +43,7 @@ impl Variant {
             Variant::Legacy(hardware) => format!("`machine.legacy: [{}]`", hardware.as_str()),
             Variant::AllLegacyAndSeabios => "`machine.legacy`: all six, `firmware: seabios`".into(),
             Variant::NoPvh => "`boot.pvh: false`".into(),
+            Variant::NoHotplugPorts => "`machine.hotplug_ports: 0`".into(),
         }
     }
 
@@ -56,6 +58,7 @@ impl Variant {
                 spec.machine.legacy = LegacyHardware::ALL.to_vec();
             }
             Variant::NoPvh => spec.boot.pvh = false,
+            Variant::NoHotplugPorts => spec.machine.hotplug_ports = Some(0),
         }
         spec
     }
@@ -68,6 +71,7 @@ impl Variant {
             Variant::Legacy(hardware) => hardware.as_str().into(),
             Variant::AllLegacyAndSeabios => "all-legacy".into(),
             Variant::NoPvh => "no-pvh".into(),
+            Variant::NoHotplugPorts => "no-hotplug".into(),
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct VariantResult {
     /// What QEMU got: `-machine`'s value, and `-bios`'s if any (from /proc/PID/cmdline).
     pub machine: String,
     pub bios: Option<String>,
+    /// `pcie-root-port` devices in its command line.
+    pub hotplug_ports: usize,
     /// How the daemon reports the boot (`GET /v1/vms/{name}`'s `boot`).
     pub entry: Option<BootEntry>,
     pub firmware: Option<Firmware>,
@@ -132,6 +138,7 @@ pub async fn run(
             seen[k] = WhatQemuGot {
                 machine: option_value(&running.argv, "-machine").unwrap_or_default(),
                 bios: option_value(&running.argv, "-bios"),
+                hotplug_ports: running.argv.windows(2).filter(|w| is_hotplug_port(&w[0], &w[1])).count(),
                 entry: running.boot.as_ref().map(|b| b.entry),
                 firmware: running.boot.as_ref().map(|b| b.firmware),
             };
@@ -147,7 +154,7 @@ pub async fn run(
         .into_iter()
         .zip(runs)
         .zip(seen)
-        .map(|((variant, runs), WhatQemuGot { machine, bios, entry, firmware })| {
+        .map(|((variant, runs), WhatQemuGot { machine, bios, hotplug_ports, entry, firmware })| {
             let cpu: Vec<f64> = runs.iter().filter_map(|r| r.cpu.qemu_ms).collect();
             let start_return: Vec<f64> = runs.iter().map(|r| r.start_return_ms).collect();
             Some(VariantResult {
@@ -155,6 +162,7 @@ pub async fn run(
                 label: variant.label(),
                 machine,
                 bios,
+                hotplug_ports,
                 entry,
                 firmware,
                 marker: Summary::of(&marker(&runs))?,
@@ -174,8 +182,13 @@ pub async fn run(
 struct WhatQemuGot {
     machine: String,
     bios: Option<String>,
+    hotplug_ports: usize,
     entry: Option<BootEntry>,
     firmware: Option<Firmware>,
+}
+
+fn is_hotplug_port(option: &str, value: &str) -> bool {
+    option == "-device" && value.starts_with("pcie-root-port,")
 }
 
 /// The value after `option` in a command line.
@@ -192,7 +205,7 @@ mod tests {
         let guest = Guest { kernel: "/g/vmlinuz".into(), initrd: "/g/initramfs.img".into() };
         let defaults = guest.spec("v");
         let all = Variant::all();
-        assert_eq!(all.len(), 10);
+        assert_eq!(all.len(), 11);
         assert_eq!(Variant::Defaults.spec(&guest, "v"), defaults);
         let hpet = Variant::Legacy(LegacyHardware::Hpet).spec(&guest, "v");
         assert_eq!(
@@ -200,11 +213,15 @@ mod tests {
             (&[LegacyHardware::Hpet][..], Firmware::Auto)
         );
         assert!(!Variant::NoPvh.spec(&guest, "v").boot.pvh && defaults.boot.pvh);
+        let bare = Variant::NoHotplugPorts.spec(&guest, "v");
+        assert_eq!((bare.machine.hotplug_ports(), defaults.machine.hotplug_ports()), (0, 4));
         let everything = Variant::AllLegacyAndSeabios.spec(&guest, "v");
         assert_eq!((everything.machine.legacy.len(), everything.machine.firmware), (6, Firmware::Seabios));
         assert_eq!(Variant::Legacy(LegacyHardware::Ps2).label(), "`machine.legacy: [ps2]`");
         let argv: Vec<String> = ["qemu", "-machine", "q35,accel=tcg", "-bios", "qboot.rom"].map(String::from).into();
         assert_eq!(option_value(&argv, "-bios").as_deref(), Some("qboot.rom"));
         assert!(option_value(&argv, "-kernel").is_none());
+        assert!(is_hotplug_port("-device", "pcie-root-port,id=hp0,bus=pcie.0"));
+        assert!(!is_hotplug_port("-device", "virtio-blk-pci,drive=disk0"));
     }
 }

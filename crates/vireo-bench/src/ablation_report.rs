@@ -14,8 +14,11 @@ pub fn section(out: &mut String, results: &AblationResults) {
         "## 7. The lean machine, one default at a time\n\n\
          For a guest booted from a kernel, vireo's defaults are the kernel's PVH entry (a bzImage's ELF payload, \
          unpacked once into the daemon's kernel cache), qboot as firmware, and a q35 machine without the legacy \
-         hardware a modern Linux guest does not use; here that is `-machine {machine}`{bios}. Each variant below \
-         undoes one of them in the spec (`machine.firmware`, `machine.legacy`, `boot.pvh`), nothing else. One more \
+         hardware a modern Linux guest does not use; here that is `-machine {machine}`{bios}, with {ports} \
+         `pcie-root-port`s for hot-plug. Each variant below undoes one of them in the spec (`machine.firmware`, \
+         `machine.legacy`, `boot.pvh`), nothing else, except the last, which goes one step further than the \
+         defaults: `machine.hotplug_ports: 0` leaves the hot-plug ports out, and its ratio below 1 is what they \
+         cost. One more \
          private daemon starts section 1's test guest once per variant and round, {rounds} recorded round(s) \
          after {warmup} unrecorded warm-up round(s), in an order that changes from round to round as in section 6, \
          each timed as section 1 times vireo (start request → marker on the console WebSocket), then stops and \
@@ -28,6 +31,7 @@ pub fn section(out: &mut String, results: &AblationResults) {
          marker (median) |\n|---|---|---|---|---|---|---|\n",
         machine = defaults.machine,
         bios = defaults.bios.as_ref().map(|b| format!(" `-bios {b}`")).unwrap_or_default(),
+        ports = defaults.hotplug_ports,
         rounds = results.rounds,
         warmup = results.warmup_rounds,
     );
@@ -70,6 +74,9 @@ fn changes(defaults: &VariantResult, variant: &VariantResult) -> String {
     if variant.bios != defaults.bios {
         changes.push(firmware(&variant.bios));
     }
+    if variant.hotplug_ports != defaults.hotplug_ports {
+        changes.push(format!("{} hot-plug ports instead of {}", variant.hotplug_ports, defaults.hotplug_ports));
+    }
     if variant.entry != defaults.entry {
         changes.push(match variant.entry {
             Some(BootEntry::Pvh) => "PVH entry".into(),
@@ -101,6 +108,7 @@ mod tests {
             label: variant.label(),
             machine: machine.into(),
             bios: bios.map(String::from),
+            hotplug_ports: if variant == Variant::NoHotplugPorts { 0 } else { 4 },
             entry: Some(entry),
             firmware: Some(if bios.is_some() { Firmware::Qboot } else { Firmware::Seabios }),
             runs: Vec::new(),
@@ -129,12 +137,18 @@ mod tests {
                 ),
                 variant(Variant::NoPvh, lean, Some("qboot.rom"), BootEntry::Linux, 2000.0),
                 variant(Variant::AllLegacyAndSeabios, "q35,accel=tcg", None, BootEntry::Pvh, 1700.0),
+                variant(Variant::NoHotplugPorts, lean, Some("qboot.rom"), BootEntry::Pvh, 1400.0),
             ],
         };
         let mut out = String::new();
         section(&mut out, &results);
         assert!(out.starts_with("## 7. The lean machine, one default at a time\n\n"), "{out}");
-        assert!(out.contains("here that is `-machine q35,accel=tcg,hpet=off,i8042=off` `-bios qboot.rom`."), "{out}");
+        assert!(
+            out.contains(
+                "here that is `-machine q35,accel=tcg,hpet=off,i8042=off` `-bios qboot.rom`, with 4 `pcie-root-port`s"
+            ),
+            "{out}"
+        );
         assert!(
             out.contains("| defaults | (PVH entry, `-bios qboot.rom`) | 1600 ms / **1600 ms** / 1600 ms | 1.000 /")
         );
@@ -142,5 +156,6 @@ mod tests {
         assert!(out.contains("| `machine.legacy: [hpet]` | without `hpet=off` |"), "{out}");
         assert!(out.contains("| without `hpet=off`, `i8042=off`, SeaBIOS (no `-bios`) | 1700 ms /"), "{out}");
         assert!(out.contains("| `boot.pvh: false` | the bzImage as given | 2000 ms / **2000 ms** / 2000 ms | 1.250 /"));
+        assert!(out.contains("| `machine.hotplug_ports: 0` | 0 hot-plug ports instead of 4 | 1400 ms /"), "{out}");
     }
 }

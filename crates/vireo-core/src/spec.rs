@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::mac::MacAddr;
 use vireo_api::size::{MIB, TIB};
-use vireo_api::{ByteSize, DiskAio, DiskCache, DiskFormat, DiskSpec, Firmware, NicSpec, VmSpec};
+use vireo_api::{ByteSize, DiskAio, DiskCache, DiskFormat, DiskSpec, Firmware, MAX_HOTPLUG_PORTS, NicSpec, VmSpec};
 
 /// A spec that cannot be accepted, and which field is at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -177,6 +177,12 @@ fn validate_machine(spec: &VmSpec) -> Result<(), SpecError> {
     let mut seen = HashSet::new();
     if let Some(twice) = machine.legacy.iter().find(|hardware| !seen.insert(**hardware)) {
         return Err(SpecError::new("machine.legacy", format!("'{}' is given twice", twice.as_str())));
+    }
+    if machine.hotplug_ports() > MAX_HOTPLUG_PORTS {
+        return Err(SpecError::new(
+            "machine.hotplug_ports",
+            format!("at most {MAX_HOTPLUG_PORTS}, got {}", machine.hotplug_ports()),
+        ));
     }
     Ok(())
 }
@@ -397,6 +403,9 @@ mod tests {
         assert!(!legacy.machine.has_legacy(vireo_api::LegacyHardware::Sata));
         assert_eq!(field_of(&format!("{GOOD}\n[machine]\nlegacy = [\"hpet\", \"hpet\"]")), "machine.legacy");
         assert_eq!(field_of(&format!("{GOOD}\n[machine]\nlegacy = [\"floppy\"]")), "machine.legacy[0]");
+        assert_eq!(check(&format!("{GOOD}\n[machine]\nhotplug_ports = 0")).unwrap().machine.hotplug_ports(), 0);
+        assert_eq!(check(&format!("{GOOD}\n[machine]\nhotplug_ports = 8")).unwrap().machine.hotplug_ports(), 8);
+        assert_eq!(field_of(&format!("{GOOD}\n[machine]\nhotplug_ports = 9")), "machine.hotplug_ports");
         let no_kernel = "name = \"disk-boot\"\nmemory = \"256MiB\"\n[[disks]]\npath = \"/d/a.qcow2\"";
         check(no_kernel).unwrap();
         assert_eq!(field_of(&format!("{no_kernel}\n[machine]\nfirmware = \"qboot\"")), "machine.firmware");

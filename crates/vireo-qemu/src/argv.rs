@@ -5,8 +5,8 @@
 //! comma escaping; `-kernel`, `-initrd`, `-append`, `-pidfile` and `-loadvm`
 //! take their argument verbatim.
 //!
-//! Hot-plug: q35's root bus (`pcie.0`) cannot hot-plug, so every VM gets
-//! [`HOTPLUG_PORTS`] `pcie-root-port`s (`hp0`…) at fixed addresses, and a disk
+//! Hot-plug: q35's root bus (`pcie.0`) cannot hot-plug, so a VM gets
+//! `machine.hotplug_ports` `pcie-root-port`s (`hp0`…, 4 by default) at fixed addresses, and a disk
 //! hot-plugged by `QmpClient::attach_disk` sits on one of them. Cold-plugged disks
 //! stay on the root bus at the addresses they always had. NICs hot-plugged by
 //! `QmpClient::attach_nic` share the same ports (a port holds one device).
@@ -22,17 +22,6 @@ use crate::paths::RuntimePaths;
 use crate::probe::{QBOOT_ROM, QemuCaps};
 
 const MIB: u64 = 1024 * 1024;
-
-/// How many `pcie-root-port`s (`hp0`…`hp3`) a VM gets for hot-plugged disks and NICs.
-///
-/// Each port costs a PCI function (all four share slot 0x1c as one multifunction
-/// device), an ACPI hot-plug slot, and a bridge window the firmware reserves:
-/// 4 KiB of the 64 KiB I/O space and 2 MiB each of 32-bit and prefetchable MMIO.
-/// The I/O windows are what keeps the count small: 64 KiB of I/O space, part of
-/// it taken by legacy devices, holds fewer than 16 of them. Boot time barely moves: cont→ready marker of the 256 MiB test
-/// guest under TCG, medians of 7 in two interleaved series, was 1.85/1.93 s with
-/// no port, 2.16/1.96 s with 4 and 2.02/2.19 s with 8 (run-to-run spread ±0.2 s).
-pub const HOTPLUG_PORTS: u32 = 4;
 
 /// The QEMU id of hot-plug port `index` (`hp0`…).
 pub fn hotplug_port_id(index: u32) -> String {
@@ -274,7 +263,7 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     argv.push2("-mon", "chardev=qmp,mode=control");
     argv.push2("-chardev", format!("socket,id=console,fd={},server=on,wait=off", cfg.console_fd));
     argv.push2("-serial", "chardev:console");
-    hotplug_port_args(&mut argv);
+    hotplug_port_args(&mut argv, spec.machine.hotplug_ports());
     boot_args(&mut argv, spec, &cfg.launch.machine);
     disk_args(&mut argv, spec, &cfg.launch.disks);
     nic_args(&mut argv, &cfg.launch.nics, &cfg.nic_fds);
@@ -283,12 +272,17 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
     argv.0
 }
 
-/// The hot-plug ports, as one multifunction device in slot 0x1c. Their address is
-/// fixed so they never move (device state is restored by PCI address) and cannot
+/// `ports` hot-plug ports, as one multifunction device in slot 0x1c. Their address
+/// is fixed so they never move (device state is restored by PCI address) and cannot
 /// collide with the cold-plugged devices, which QEMU places from slot 1 upwards
-/// (at most 16 disks: slots 1..=0x10). Chassis 1, slots 1..=4 are theirs.
-fn hotplug_port_args(argv: &mut Args) {
-    for index in 0..HOTPLUG_PORTS {
+/// (at most 16 disks: slots 1..=0x10). Chassis 1, slots 1..=8 are theirs.
+///
+/// Each port costs a PCI function, an ACPI hot-plug slot, a bridge window the
+/// firmware reserves (4 KiB of the 64 KiB I/O space, 2 MiB each of 32-bit and
+/// prefetchable MMIO) and the guest's time to set it up at boot: about 60 ms per
+/// port for the test guest under TCG (docs/benchmarks.md, section 7).
+fn hotplug_port_args(argv: &mut Args, ports: u32) {
+    for index in 0..ports {
         let multifunction = if index == 0 { ",multifunction=on" } else { "" };
         argv.push2(
             "-device",
@@ -634,6 +628,26 @@ mod tests {
 
     fn devices(argv: &[String]) -> Vec<&str> {
         argv.windows(2).filter(|w| w[0] == "-device").map(|w| w[1].as_str()).collect()
+    }
+
+    #[test]
+    fn the_spec_sets_how_many_hot_plug_ports_there_are() {
+        let paths = RuntimePaths::new("/r".into());
+        let ports = |count: Option<u32>| {
+            let mut spec = spec();
+            spec.machine.hotplug_ports = count;
+            let argv = argv_of(&spec, Accel::Tcg, &paths);
+            devices(&argv)
+                .iter()
+                .filter(|d| d.starts_with("pcie-root-port,"))
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ports(None).len(), 4);
+        assert!(ports(Some(0)).is_empty());
+        let eight = ports(Some(8));
+        assert!(eight[0].starts_with("pcie-root-port,id=hp0,bus=pcie.0,addr=0x1c.0,multifunction=on,"));
+        assert!(eight[7].starts_with("pcie-root-port,id=hp7,bus=pcie.0,addr=0x1c.7,chassis=1,slot=8"));
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub enum QemuError {
     #[error("a device with id {id} is already attached")]
     DeviceExists { id: String },
     /// All hot-plug ports are taken (or QEMU was started without them).
-    #[error("no free hot-plug port for device {id}: the VM has {ports}, all in use")]
+    #[error("no free hot-plug port for device {id}: the VM has {ports} (machine.hotplug_ports), all in use")]
     NoFreeHotplugPort { id: String, ports: usize },
     /// The device sits on the root bus, which cannot hot-unplug (a disk the VM was started with).
     #[error("device {id} cannot be hot-unplugged: it was not plugged into a hot-plug port")]

@@ -21,10 +21,10 @@ use std::time::Duration;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use vireo_api::MAX_HOTPLUG_PORTS;
 
 use crate::argv::{
-    DiskAttachment, HOTPLUG_PORTS, NicAttachment, NicBackend, VirtioBlkDevice, VirtioNetDevice, blockdev_nodes,
-    hotplug_port_id,
+    DiskAttachment, NicAttachment, NicBackend, VirtioBlkDevice, VirtioNetDevice, blockdev_nodes, hotplug_port_id,
 };
 use crate::error::QemuError;
 use crate::qmp::{NextEvent, QmpClient, QmpCommand, qmp_command};
@@ -278,7 +278,7 @@ impl PciLayout {
         for bus in buses {
             layout.add(&bus.devices);
         }
-        let order = |port: &str| (0..HOTPLUG_PORTS).position(|i| hotplug_port_id(i) == port);
+        let order = |port: &str| (0..MAX_HOTPLUG_PORTS).position(|i| hotplug_port_id(i) == port);
         layout.ports.retain(|(port, _)| order(port).is_some());
         layout.ports.sort_by_key(|(port, _)| order(port));
         layout
@@ -329,7 +329,7 @@ impl PciLayout {
 
     fn port_of(&self, id: &str) -> Option<u32> {
         let (port, _) = self.ports.iter().find(|(_, devices)| devices.iter().any(|d| d == id))?;
-        (0..HOTPLUG_PORTS).find(|&i| hotplug_port_id(i) == *port)
+        (0..MAX_HOTPLUG_PORTS).find(|&i| hotplug_port_id(i) == *port)
     }
 }
 

@@ -22,8 +22,7 @@ mod snapshot;
 mod stats;
 
 pub use argv::{
-    DiskAttachment, HOTPLUG_PORTS, Incoming, Launch, LaunchConfig, MachinePlan, NicAttachment, NicBackend, NicFds,
-    build_argv,
+    DiskAttachment, Incoming, Launch, LaunchConfig, MachinePlan, NicAttachment, NicBackend, NicFds, build_argv,
 };
 pub use error::QemuError;
 pub use host::{

@@ -138,7 +138,7 @@ fn pvh_entry_of_an_unpacked_kernel() {
 #[test]
 fn legacy_hardware_and_seabios_on_request() {
     let spec = r#"{"name": "web1", "memory": "256MiB", "boot": {"kernel": "/k/vmlinuz"},
-                   "machine": {"firmware": "seabios", "legacy": ["hpet", "ps2", "smm"]}}"#;
+                   "machine": {"firmware": "seabios", "legacy": ["hpet", "ps2", "smm"], "hotplug_ports": 2}}"#;
     check_golden("argv_legacy.txt", spec, Accel::Tcg);
 }
 

@@ -99,7 +99,10 @@ impl ServerError {
             ServerError::InvalidState { .. } | ServerError::NotAttached(_) => ErrorCode::InvalidState,
             ServerError::NoDisplay(_) => ErrorCode::NoDisplay,
             ServerError::Accel { .. } => ErrorCode::AccelUnavailable,
-            ServerError::Qemu { source: QemuError::NotHotUnpluggable { .. }, .. } => ErrorCode::Unsupported,
+            ServerError::Qemu {
+                source: QemuError::NotHotUnpluggable { .. } | QemuError::NoFreeHotplugPort { .. },
+                ..
+            } => ErrorCode::Unsupported,
             ServerError::Qemu { .. } | ServerError::StopTimeout { .. } => ErrorCode::QemuFailed,
             ServerError::BadRequest(_) => ErrorCode::InvalidRequest,
             ServerError::TooLarge(_) => ErrorCode::PayloadTooLarge,

@@ -133,7 +133,7 @@ pub struct MigrateArgs {
 #[derive(Debug, Subcommand)]
 pub enum VmCommand {
     /// Define a VM from flags or from a TOML spec file; it starts out stopped
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List VMs
     #[command(alias = "ls")]
     List {
@@ -480,6 +480,9 @@ pub struct CreateArgs {
     /// Legacy hardware to add, comma-separated: hpet, ps2, vmport, sata, smbus, smm [default: none]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub legacy: Vec<String>,
+    /// PCIe ports for disks and NICs attached while the VM runs, 0 to 8; each one costs boot time [default: 4]
+    #[arg(long, value_name = "N")]
+    pub hotplug_ports: Option<u32>,
     /// Graphical display: std or virtio (a video card and a VNC server, reached through
     /// the web console or `GET /v1/vms/NAME/vnc`), or none [default: none]
     #[arg(long, value_name = "VGA")]
@@ -499,7 +502,7 @@ pub struct CreateArgs {
     pub console_log_size: Option<String>,
 }
 
-const SPEC_FLAGS: [&str; 12] = [
+const SPEC_FLAGS: [&str; 13] = [
     "vcpus",
     "memory",
     "kernel",
@@ -508,6 +511,7 @@ const SPEC_FLAGS: [&str; 12] = [
     "no_pvh",
     "firmware",
     "legacy",
+    "hotplug_ports",
     "display",
     "disks",
     "accel",

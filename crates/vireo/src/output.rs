@@ -175,11 +175,15 @@ fn boot_of(vm: &Vm) -> String {
     }
 }
 
-/// `firmware auto, legacy hpet, ps2` (the spec's choices).
+/// `firmware auto, legacy hardware: hpet, ps2, hot-plug ports: 4` (the spec's choices).
 fn machine_of(spec: &VmSpec) -> String {
     let legacy: Vec<&str> = spec.machine.legacy.iter().map(|hardware| hardware.as_str()).collect();
     let legacy = if legacy.is_empty() { "none".to_string() } else { legacy.join(", ") };
-    format!("firmware {}, legacy hardware: {legacy}", spec.machine.firmware.as_str())
+    format!(
+        "firmware {}, legacy hardware: {legacy}, hot-plug ports: {}",
+        spec.machine.firmware.as_str(),
+        spec.machine.hotplug_ports()
+    )
 }
 
 fn mib(bytes: u64) -> u64 {
@@ -548,7 +552,7 @@ mod tests {
             "initrd:       -\n",
             "cmdline:      console=ttyS0\n",
             "boot:         pvh entry, qboot firmware, kernel unpacked to /var/lib/vireo/kernels/ab.vmlinux\n",
-            "machine:      firmware auto, legacy hardware: none\n",
+            "machine:      firmware auto, legacy hardware: none, hot-plug ports: 4\n",
             "disk[0]:      /d/root.qcow2 (qcow2, cache writeback, read-only)\n",
             "nic[0]:       52:54:00:00:00:01 on default (10.77.0.5)\n",
             "console log:  1MiB\n",
@@ -581,7 +585,7 @@ mod tests {
         for expected in [
             "state:        saved (since 2025-01-01T00:01:00Z)\n",
             "boot:         pvh entry when the kernel has one\n",
-            "machine:      firmware auto, legacy hardware: hpet, ps2\n",
+            "machine:      firmware auto, legacy hardware: hpet, ps2, hot-plug ports: 4\n",
             "disk[0]:      volume default/root.qcow2 (cache writeback, boot order 1)\n",
             "disk[1]:      /d/data.img (raw, cache none, aio io_uring)\n",
         ] {

@@ -49,6 +49,7 @@ pub fn spec_from_flags(args: &CreateArgs, cwd: &Path) -> Result<VmSpec, String> 
             .iter()
             .map(|name| parse_choice("legacy hardware", name).map_err(|e| format!("--legacy: {e}")))
             .collect::<Result<_, _>>()?,
+        hotplug_ports: args.hotplug_ports,
     };
     let display = DisplaySpec {
         vga: match &args.display {
@@ -275,7 +276,7 @@ mod tests {
     fn create_args(flags: &[&str]) -> CreateArgs {
         let argv = [&["vireo", "vm", "create", "web1"], flags].concat();
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Vm(VmCommand::Create(args)) => args,
+            Command::Vm(VmCommand::Create(args)) => *args,
             other => panic!("not a create: {other:?}"),
         }
     }

@@ -183,7 +183,7 @@ async fn boot_entry_and_machine_follow_the_spec() {
     let (kernel, initrd) = (kernel.to_str().unwrap(), initrd.to_str().unwrap());
     let common = ["--memory", "128MiB", "--kernel", kernel, "--initrd", initrd, "--cmdline", "console=ttyS0 quiet"];
     daemon.cli_ok(&[&["vm", "create", "lean"], &common[..]].concat());
-    let legacy = ["--no-pvh", "--firmware", "seabios", "--legacy", "hpet,ps2"];
+    let legacy = ["--no-pvh", "--firmware", "seabios", "--legacy", "hpet,ps2", "--hotplug-ports", "2"];
     daemon.cli_ok(&[&["vm", "create", "legacy"], &common[..], &legacy[..]].concat());
     for vm in ["lean", "legacy"] {
         daemon.cli_ok(&["vm", "start", vm]);
@@ -198,9 +198,9 @@ async fn boot_entry_and_machine_follow_the_spec() {
     assert_eq!(std::fs::metadata(&unpacked).unwrap().permissions().mode() & 0o777, 0o600);
     let text = daemon.cli_ok(&["vm", "show", "legacy"]);
     assert!(text.contains("boot:         linux entry, seabios firmware\n"), "{text}");
-    assert!(text.contains("machine:      firmware seabios, legacy hardware: hpet, ps2\n"), "{text}");
+    assert!(text.contains("machine:      firmware seabios, legacy hardware: hpet, ps2, hot-plug ports: 2\n"), "{text}");
 
-    // What the guests see: the HPET only where the spec asked for it.
+    // What the guests see: the HPET only where the spec asked for it, and the hot-plug ports (slot 0x1c) it asked for.
     for vm in ["lean", "legacy"] {
         wait_for_log(&client, vm, MARKER, BOOT_TIMEOUT).await;
     }
@@ -209,6 +209,9 @@ async fn boot_entry_and_machine_follow_the_spec() {
     let legacy_clocks = run_in_guest(&client, "legacy", clocksources).await;
     assert!(!lean_clocks.contains("hpet"), "lean guest: {lean_clocks}");
     assert!(legacy_clocks.contains("hpet"), "legacy guest: {legacy_clocks}");
+    let ports = "ls /sys/bus/pci/devices | grep -c 0000:00:1c";
+    assert_eq!(run_in_guest(&client, "lean", ports).await.trim(), "4");
+    assert_eq!(run_in_guest(&client, "legacy", ports).await.trim(), "2");
     for vm in ["lean", "legacy"] {
         client.stop_vm(vm, &StopRequest { force: true, timeout_secs: None }).await.unwrap();
     }

@@ -257,6 +257,32 @@ async fn save_and_restore_continue_the_guest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_vm_without_hot_plug_ports_boots_and_refuses_a_hot_plug() {
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    for volume in ["bare.qcow2", "more.qcow2"] {
+        let create = VolumeCreate { name: volume.into(), size: ByteSize(32 << 20), format: None };
+        client.create_volume("default", &create).await.unwrap();
+    }
+    let mut spec = volume_spec("bare", "default/bare.qcow2");
+    spec.machine.hotplug_ports = Some(0);
+    client.create_vm(&spec).await.unwrap();
+    client.start_vm("bare").await.unwrap();
+    wait_for_log(&client, "bare", MARKER, BOOT_TIMEOUT).await;
+    // The ports sit in slot 0x1c; the boot disk is on the root bus as always.
+    let devices = run_in_guest(&client, "bare", "ls /sys/bus/pci/devices").await;
+    assert!(!devices.contains("0000:00:1c."), "no hot-plug port: {devices}");
+    assert!(run_in_guest(&client, "bare", "ls /sys/block").await.contains("vda"));
+
+    let more = DiskSpec { volume: Some("default/more.qcow2".into()), ..DiskSpec::default() };
+    let err = client.attach_disk("bare", &more).await.unwrap_err();
+    assert!(err.to_string().contains("machine.hotplug_ports"), "the error names the setting: {err}");
+    assert_eq!(code(err), ErrorCode::Unsupported);
+    assert_eq!(client.get_vm("bare").await.unwrap().spec.disks.len(), 1, "a refused attach changes nothing");
+    client.stop_vm("bare", &StopRequest { force: true, timeout_secs: None }).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn hotplugged_disk_appears_and_disappears_in_the_guest() {
     let daemon = Daemon::start();
     let client = booted_volume_vm(&daemon, "plug").await;
