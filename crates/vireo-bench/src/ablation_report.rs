@@ -17,8 +17,8 @@ pub fn section(out: &mut String, results: &AblationResults) {
          hardware a modern Linux guest does not use; here that is `-machine {machine}`{bios}, with {ports} \
          `pcie-root-port`s for hot-plug. Each variant below undoes one of them in the spec (`machine.firmware`, \
          `machine.legacy`, `boot.pvh`), nothing else, except the last, which goes one step further than the \
-         defaults: `machine.hotplug_ports: 0` leaves the hot-plug ports out, and its ratio below 1 is what they \
-         cost. One more \
+         defaults: `machine.hotplug_ports: 0` leaves the hot-plug ports out, and its ratio is what they cost \
+         (below 1: they cost time). One more \
          private daemon starts section 1's test guest once per variant and round, {rounds} recorded round(s) \
          after {warmup} unrecorded warm-up round(s), in an order that changes from round to round as in section 6, \
          each timed as section 1 times vireo (start request → marker on the console WebSocket), then stops and \

@@ -277,10 +277,10 @@ pub fn build_argv(cfg: &LaunchConfig) -> Vec<String> {
 /// collide with the cold-plugged devices, which QEMU places from slot 1 upwards
 /// (at most 16 disks: slots 1..=0x10). Chassis 1, slots 1..=8 are theirs.
 ///
-/// Each port costs a PCI function, an ACPI hot-plug slot, a bridge window the
+/// Each port costs a PCI function, an ACPI hot-plug slot and a bridge window the
 /// firmware reserves (4 KiB of the 64 KiB I/O space, 2 MiB each of 32-bit and
-/// prefetchable MMIO) and the guest's time to set it up at boot: about 60 ms per
-/// port for the test guest under TCG (docs/benchmarks.md, section 7).
+/// prefetchable MMIO). Boot time does not move measurably: four ports against none
+/// is within this machine's noise under TCG (docs/benchmarks.md, section 7).
 fn hotplug_port_args(argv: &mut Args, ports: u32) {
     for index in 0..ports {
         let multifunction = if index == 0 { ",multifunction=on" } else { "" };

@@ -480,7 +480,7 @@ pub struct CreateArgs {
     /// Legacy hardware to add, comma-separated: hpet, ps2, vmport, sata, smbus, smm [default: none]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub legacy: Vec<String>,
-    /// PCIe ports for disks and NICs attached while the VM runs, 0 to 8; each one costs boot time [default: 4]
+    /// PCIe ports for disks and NICs attached while the VM runs, 0 to 8 [default: 4]
     #[arg(long, value_name = "N")]
     pub hotplug_ports: Option<u32>,
     /// Graphical display: std or virtio (a video card and a VNC server, reached through
