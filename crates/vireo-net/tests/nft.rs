@@ -43,7 +43,10 @@ fn isolated_ruleset_golden() {
 #[test]
 fn table_applied_listed_replaced_and_removed() {
     in_netns(&[], || async {
-        // Per namespace: a fresh one starts with forwarding off.
+        // Per namespace. A new one copies the host's setting (IPv4's
+        // devconf_inherit_init_net default), which a NAT network on the host
+        // has turned on, so start from off in this namespace.
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "0\n").unwrap();
         assert!(!ip_forward_enabled().unwrap());
         enable_ip_forward().unwrap();
         assert!(ip_forward_enabled().unwrap());

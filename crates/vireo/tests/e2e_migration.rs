@@ -384,31 +384,39 @@ async fn measure_dirty_rate(client: &Client, vm: &str) -> f64 {
     24.0 / (minutes * 60.0 + seconds).max(0.01)
 }
 
+/// Boots `vm` on `src` with a NIC on `default` (which each host has) and sets
+/// it rewriting an 8 MiB tmpfs file over and over. Returns a bandwidth (MiB/s)
+/// of half the guest's dirty rate: each pass over that memory then takes twice
+/// as long as the guest needs to dirty all of it again, so a plain pre-copy
+/// migration would never converge.
+async fn boot_memory_churner(client: &Client, vm: &str) -> (vireo_api::Vm, u64) {
+    let mut spec = guest_spec(vm);
+    spec.nics = vec![NicSpec { network: "default".into(), ..NicSpec::default() }];
+    boot(client, &spec).await;
+    let rate = measure_dirty_rate(client, vm).await;
+    let bandwidth = ((rate / 2.0).floor() as u64).clamp(1, 64);
+    eprintln!("guest dirties {rate:.1} MiB/s; migrating at {bandwidth} MiB/s");
+    run_in_guest(client, vm, "{ while true; do yes abcdefgh | head -c 8388608 > /tmp/dirty; done & }").await;
+    (client.get_vm(vm).await.unwrap(), bandwidth)
+}
+
+fn macs(vm: &vireo_api::Vm) -> Vec<String> {
+    vm.nics.iter().map(|n| n.mac.clone()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_guest_dirtying_memory_converges_by_throttling_and_comes_back_by_postcopy() {
+async fn a_guest_dirtying_memory_converges_by_throttling() {
     let (src, dst) = Daemon::pair_in_netns();
     let _logs = LogsOnPanic::new(&[&src, &dst]);
     let (a, b) = (src.client(), dst.client());
-    // With a NIC on `default`, which each host has.
-    let mut spec = guest_spec("churn");
-    spec.nics = vec![NicSpec { network: "default".into(), ..NicSpec::default() }];
-    boot(&a, &spec).await;
-
-    // The guest rewrites an 8 MiB tmpfs file over and over. With a bandwidth of
-    // half its dirty rate, each pass over that memory takes twice as long as the
-    // guest needs to dirty all of it again: without throttling the vCPU, the
-    // migration would never converge.
-    let rate = measure_dirty_rate(&a, "churn").await;
-    let bandwidth = ((rate / 2.0).floor() as u64).clamp(1, 64);
-    eprintln!("guest dirties {rate:.1} MiB/s; migrating at {bandwidth} MiB/s");
-    run_in_guest(&a, "churn", "{ while true; do yes abcdefgh | head -c 8388608 > /tmp/dirty; done & }").await;
+    let (here, bandwidth) = boot_memory_churner(&a, "churn").await;
 
     // 30 ms as under KVM: TCG's 300 ms default would let this guest converge unthrottled.
     let request = MigrateRequest { bandwidth_mib: Some(bandwidth), max_downtime_ms: Some(30), ..to(&dst) };
     a.migrate_vm("churn", &request).await.expect("migrate");
     let watched = watch_migration(&a, "churn", MIGRATION_TIMEOUT).await;
     eprintln!(
-        "there: phases {:?}, max throttle {}%, max dirty rate {} B/s, final status {:#?}",
+        "phases {:?}, max throttle {}%, max dirty rate {} B/s, final status {:#?}",
         watched.phases, watched.max_throttle, watched.max_dirty_rate, watched.status
     );
     assert_eq!(watched.status.phase, Some(MigrationPhase::Completed), "{:#?}", watched.status);
@@ -416,23 +424,34 @@ async fn a_guest_dirtying_memory_converges_by_throttling_and_comes_back_by_postc
     assert_eq!(code(a.get_vm("churn").await.unwrap_err()), ErrorCode::VmNotFound);
     let there = b.get_vm("churn").await.unwrap();
     assert_eq!(there.state, VmState::Running);
-    assert_eq!(there.nics.len(), 1);
+    assert_eq!(macs(&there), macs(&here), "the NIC keeps its MAC");
     assert_eq!(dst.qemu_processes("churn").len(), 1, "the VM's QEMU runs on the destination");
     // Not asserted here: that the guest itself survived. QEMU 7.2 under TCG
     // sometimes corrupts the memory of a guest that rewrites memory throughout
     // a long migration (reproduced with plain QEMU and no Vireo; see "Known
     // problem" in docs/migration.md). The guest's integrity after a migration is
-    // asserted by the other tests of this file, whose guests are not churning.
+    // asserted by the tests whose guests are not churning.
     wait_for_no_qemu(&src, "churn").await;
+}
 
-    // And back, by post-copy, with the guest still dirtying its memory. Again
-    // 30 ms: with TCG's 300 ms QEMU may finish by pre-copy once the guest is
-    // throttled, even after post-copy was asked for.
+/// A guest of its own, not the one the throttling test moved: a guest damaged
+/// by that long migration (the known problem above) may stop dirtying memory,
+/// and a migration of a guest that dirties nothing ends by pre-copy even when
+/// post-copy was asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_dirtying_memory_moves_by_postcopy() {
+    let (src, dst) = Daemon::pair_in_netns();
+    let _logs = LogsOnPanic::new(&[&src, &dst]);
+    let (a, b) = (src.client(), dst.client());
+    let (here, bandwidth) = boot_memory_churner(&a, "pc").await;
+
+    // Again 30 ms: with TCG's 300 ms QEMU may finish by pre-copy once the
+    // guest is throttled, even after post-copy was asked for.
     let request =
-        MigrateRequest { bandwidth_mib: Some(bandwidth), max_downtime_ms: Some(30), postcopy: true, ..to(&src) };
-    b.migrate_vm("churn", &request).await.expect("migrate back");
-    let watched = watch_migration(&b, "churn", MIGRATION_TIMEOUT).await;
-    eprintln!("back: phases {:?}, final status {:#?}", watched.phases, watched.status);
+        MigrateRequest { bandwidth_mib: Some(bandwidth), max_downtime_ms: Some(30), postcopy: true, ..to(&dst) };
+    a.migrate_vm("pc", &request).await.expect("migrate");
+    let watched = watch_migration(&a, "pc", MIGRATION_TIMEOUT).await;
+    eprintln!("phases {:?}, final status {:#?}", watched.phases, watched.status);
     if !watched.phases.contains(&MigrationPhase::Postcopy) {
         eprintln!("note: the postcopy phase was too short to be seen by polling");
     }
@@ -441,15 +460,14 @@ async fn a_guest_dirtying_memory_converges_by_throttling_and_comes_back_by_postc
     // The guest keeps dirtying 8 MiB faster than the link carries it, so the
     // first pass cannot end the migration: it must have gone over to post-copy,
     // which the receiving QEMU reports in its MIGRATION events (kept in qmp.log).
-    let qmp_log = std::fs::read_to_string(src.dir.path().join("vms/churn/qmp.log")).unwrap_or_default();
+    let qmp_log = std::fs::read_to_string(dst.dir.path().join("vms/pc/qmp.log")).unwrap_or_default();
     assert!(qmp_log.contains("postcopy-active"), "the receiving QEMU never was in post-copy");
-    assert_eq!(code(b.get_vm("churn").await.unwrap_err()), ErrorCode::VmNotFound);
-    let back = a.get_vm("churn").await.unwrap();
-    assert_eq!(back.state, VmState::Running);
-    let macs = |vm: &vireo_api::Vm| vm.nics.iter().map(|n| n.mac.clone()).collect::<Vec<_>>();
-    assert_eq!(macs(&back), macs(&there), "the NIC keeps its MAC both ways");
-    assert_eq!(src.qemu_processes("churn").len(), 1, "the VM's QEMU runs on the source again");
-    wait_for_no_qemu(&dst, "churn").await;
+    assert_eq!(code(a.get_vm("pc").await.unwrap_err()), ErrorCode::VmNotFound);
+    let there = b.get_vm("pc").await.unwrap();
+    assert_eq!(there.state, VmState::Running);
+    assert_eq!(macs(&there), macs(&here), "the NIC keeps its MAC");
+    assert_eq!(dst.qemu_processes("pc").len(), 1, "the VM's QEMU runs on the destination");
+    wait_for_no_qemu(&src, "pc").await;
 }
 
 /// A VM with a disk in the pool `local` (a directory of its own on each host), booted on `src`, printing ticks.
