@@ -219,6 +219,17 @@ async fn wait_for_no_qemu(daemon: &Daemon, vm: &str) {
     }
 }
 
+/// Asserts that `vm` is gone from `src` and runs on `dst` in one QEMU, and
+/// waits for its QEMU on `src` to exit. Returns the VM as `dst` reports it.
+async fn assert_moved(src: &Daemon, dst: &Daemon, vm: &str) -> vireo_api::Vm {
+    assert_eq!(code(src.client().get_vm(vm).await.unwrap_err()), ErrorCode::VmNotFound);
+    let moved = dst.client().get_vm(vm).await.unwrap();
+    assert_eq!(moved.state, VmState::Running);
+    wait_for_no_qemu(src, vm).await;
+    assert_eq!(dst.qemu_processes(vm).len(), 1, "one QEMU runs {vm} on the destination");
+    moved
+}
+
 fn files_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
@@ -261,17 +272,13 @@ async fn shared_storage_migration_moves_a_running_guest_without_a_restart() {
     eprintln!("vireo vm migrate printed:\n{stdout}{stderr}");
 
     // Gone from the source, running on the destination.
-    assert_eq!(code(a.get_vm("mover").await.unwrap_err()), ErrorCode::VmNotFound);
+    let moved = assert_moved(&src, &dst, "mover").await;
     assert!(a.list_vms().await.unwrap().is_empty());
     let status = a.migration_status("mover").await.expect("the source still reports the migration");
     assert_eq!(status.phase, Some(MigrationPhase::Completed), "{status:#?}");
     assert!(!status.copy_storage);
     assert!(status.finished_at.is_some() && status.error.is_none(), "{status:#?}");
-    let moved = b.get_vm("mover").await.unwrap();
-    assert_eq!(moved.state, VmState::Running);
     assert_eq!(moved.spec.disks[0].volume.as_deref(), Some("shared/mover.qcow2"));
-    wait_for_no_qemu(&src, "mover").await;
-    assert_eq!(dst.qemu_processes("mover").len(), 1, "one QEMU runs the guest on the destination");
 
     // The guest went on where it was: the ticker counts on, and it never booted there.
     let log = wait_for_tick_above(&b, "mover", last_on_source, Duration::from_secs(60)).await;
@@ -343,9 +350,7 @@ async fn copy_storage_migration_keeps_what_the_guest_wrote_before_and_during_it(
     assert_eq!(watched.status.phase, Some(MigrationPhase::Completed), "{:#?}", watched.status);
     assert!(watched.status.disk_total_bytes > 0 && watched.status.disk_copied_bytes > 0, "{:#?}", watched.status);
 
-    assert_eq!(code(a.get_vm("copier").await.unwrap_err()), ErrorCode::VmNotFound);
-    assert_eq!(b.get_vm("copier").await.unwrap().state, VmState::Running);
-    wait_for_no_qemu(&src, "copier").await;
+    assert_moved(&src, &dst, "copier").await;
     assert_guest_healthy(&b, "copier").await;
 
     // The writer finishes on the destination; then what the disk holds is read back uncached.
@@ -408,7 +413,7 @@ fn macs(vm: &vireo_api::Vm) -> Vec<String> {
 async fn a_guest_dirtying_memory_converges_by_throttling() {
     let (src, dst) = Daemon::pair_in_netns();
     let _logs = LogsOnPanic::new(&[&src, &dst]);
-    let (a, b) = (src.client(), dst.client());
+    let a = src.client();
     let (here, bandwidth) = boot_memory_churner(&a, "churn").await;
 
     // 30 ms as under KVM: TCG's 300 ms default would let this guest converge unthrottled.
@@ -421,17 +426,13 @@ async fn a_guest_dirtying_memory_converges_by_throttling() {
     );
     assert_eq!(watched.status.phase, Some(MigrationPhase::Completed), "{:#?}", watched.status);
     assert!(watched.max_throttle > 0, "auto-converge never throttled the guest: {:#?}", watched.status);
-    assert_eq!(code(a.get_vm("churn").await.unwrap_err()), ErrorCode::VmNotFound);
-    let there = b.get_vm("churn").await.unwrap();
-    assert_eq!(there.state, VmState::Running);
+    let there = assert_moved(&src, &dst, "churn").await;
     assert_eq!(macs(&there), macs(&here), "the NIC keeps its MAC");
-    assert_eq!(dst.qemu_processes("churn").len(), 1, "the VM's QEMU runs on the destination");
     // Not asserted here: that the guest itself survived. QEMU 7.2 under TCG
     // sometimes corrupts the memory of a guest that rewrites memory throughout
     // a long migration (reproduced with plain QEMU and no Vireo; see "Known
     // problem" in docs/migration.md). The guest's integrity after a migration is
     // asserted by the tests whose guests are not churning.
-    wait_for_no_qemu(&src, "churn").await;
 }
 
 /// A guest of its own, not the one the throttling test moved: a guest damaged
@@ -442,7 +443,7 @@ async fn a_guest_dirtying_memory_converges_by_throttling() {
 async fn a_guest_dirtying_memory_moves_by_postcopy() {
     let (src, dst) = Daemon::pair_in_netns();
     let _logs = LogsOnPanic::new(&[&src, &dst]);
-    let (a, b) = (src.client(), dst.client());
+    let a = src.client();
     let (here, bandwidth) = boot_memory_churner(&a, "pc").await;
 
     // Again 30 ms: with TCG's 300 ms QEMU may finish by pre-copy once the
@@ -462,12 +463,8 @@ async fn a_guest_dirtying_memory_moves_by_postcopy() {
     // which the receiving QEMU reports in its MIGRATION events (kept in qmp.log).
     let qmp_log = std::fs::read_to_string(dst.dir.path().join("vms/pc/qmp.log")).unwrap_or_default();
     assert!(qmp_log.contains("postcopy-active"), "the receiving QEMU never was in post-copy");
-    assert_eq!(code(a.get_vm("pc").await.unwrap_err()), ErrorCode::VmNotFound);
-    let there = b.get_vm("pc").await.unwrap();
-    assert_eq!(there.state, VmState::Running);
+    let there = assert_moved(&src, &dst, "pc").await;
     assert_eq!(macs(&there), macs(&here), "the NIC keeps its MAC");
-    assert_eq!(dst.qemu_processes("pc").len(), 1, "the VM's QEMU runs on the destination");
-    wait_for_no_qemu(&src, "pc").await;
 }
 
 /// A VM with a disk in the pool `local` (a directory of its own on each host), booted on `src`, printing ticks.
